@@ -1,0 +1,132 @@
+"""Typed records that cross module boundaries: requests, token events, iteration stats.
+
+Every engine (simulated, TensorRT-LLM Executor, TensorRT-LLM LLM API) speaks these;
+the serving core, the controllers, the Triton model and the benchmark only read them.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Optional, Sequence
+
+
+class FinishReason(str, Enum):
+    LENGTH = "length"        # reached max_new_tokens
+    END_ID = "end_id"        # produced end_id
+    EOS = "eos"              # hidden true length reached (trace replay emulates EOS)
+    STOPPED = "stopped"      # client sent the `stop` input
+    CANCELLED = "cancelled"  # client cancelled
+    REJECTED = "rejected"    # never admitted (queue full, queue timeout, bad input)
+    ERROR = "error"          # engine failure
+
+
+@dataclass(frozen=True)
+class SamplingParams:
+    """Sampling options; the simulated engine ignores them, TensorRT-LLM maps them."""
+
+    temperature: float = 1.0
+    top_k: int = 0
+    top_p: float = 0.0
+    seed: Optional[int] = None
+    repetition_penalty: float = 1.0
+    presence_penalty: float = 0.0
+    frequency_penalty: float = 0.0
+    min_tokens: int = 0
+    beam_width: int = 1
+
+
+@dataclass
+class GenerationRequest:
+    """One generation request as the engines see it."""
+
+    request_id: int
+    prompt_ids: Sequence[int]
+    max_new_tokens: int
+    end_id: Optional[int] = None
+    pad_id: Optional[int] = None
+    streaming: bool = False
+    sampling: SamplingParams = field(default_factory=SamplingParams)
+    priority: int = 0                      # higher is served first, FCFS within a priority
+    arrival_time: float = 0.0              # clock of whoever created it (seconds)
+    true_output_len: Optional[int] = None  # hidden EOS for simulation/trace replay
+
+    @property
+    def prompt_len(self) -> int:
+        return len(self.prompt_ids)
+
+
+@dataclass
+class TokenEvent:
+    """New tokens for one request since its previous event; `finished` marks the last one."""
+
+    request_id: int
+    token_ids: list[int]
+    finished: bool = False
+    finish_reason: Optional[FinishReason] = None
+    error: Optional[str] = None
+    time: float = 0.0  # engine clock (seconds) when the tokens were produced
+
+
+@dataclass
+class IterationStats:
+    """One engine iteration; field names follow TensorRT-LLM's IterationStats.
+
+    `timestamp` is the engine clock (seconds) at the end of the iteration; the
+    controllers take time only from here.
+    """
+
+    iter: int
+    timestamp: float
+    iter_latency_ms: float
+    num_active_requests: int
+    num_queued_requests: int
+    num_completed_requests: int
+    max_num_active_requests: int
+    # kv_cache_stats
+    max_num_blocks: int
+    free_num_blocks: int
+    used_num_blocks: int
+    tokens_per_block: int
+    # inflight_batching_stats
+    num_scheduled_requests: int = 0
+    num_context_requests: int = 0
+    num_gen_requests: int = 0
+    num_paused_requests: int = 0
+    num_ctx_tokens: int = 0
+    # dynabatch additions (0 where an engine cannot tell)
+    num_gen_tokens: int = 0
+    num_new_pauses: int = 0            # requests paused (evicted) during this iteration
+    total_recomputed_tokens: int = 0   # running total of tokens prefilled again after a pause
+
+    @property
+    def kv_occupancy(self) -> float:
+        return self.used_num_blocks / self.max_num_blocks if self.max_num_blocks else 0.0
+
+
+@dataclass
+class RequestState:
+    """What the serving core knows about an admitted request; controllers read it."""
+
+    request_id: int
+    prompt_len: int
+    max_new_tokens: int
+    arrival_time: float
+    admitted_time: float
+    generated: int = 0
+    first_token_time: Optional[float] = None
+    finish_time: Optional[float] = None
+    finish_reason: Optional[FinishReason] = None
+
+
+@dataclass
+class ControlInput:
+    """One controller sample: an iteration's stats plus the admission queue's view.
+
+    `running` is a live mapping owned by the serving core (not a copy): read it
+    during `update`, never keep it.
+    """
+
+    stats: IterationStats
+    num_waiting: int
+    oldest_wait_s: float
+    running: "dict[int, RequestState]"
