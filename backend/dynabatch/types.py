@@ -130,3 +130,6 @@ class ControlInput:
     num_waiting: int
     oldest_wait_s: float
     running: "dict[int, RequestState]"
+    # (prompt_len, max_new_tokens) of the first waiting requests in admission order;
+    # optional (empty = unknown): policies that size admission per request read it.
+    waiting_head: "Sequence[tuple[int, int]]" = ()
