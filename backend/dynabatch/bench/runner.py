@@ -1,0 +1,184 @@
+"""Replay a workload through the server's own ServingCore on the virtual clock.
+
+Per run: a SimulatedExecutor (virtual clock), the controller from
+`controller.make_controller` (or the benchmark-only oracle), an AdmissionGate and a
+ServingCore, i.e. exactly the objects the Triton model builds. The loop only feeds
+arrivals, steps the engine one iteration at a time and calls `core.step()`.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from ..core import ServingCore
+from ..gate import AdmissionGate
+from ..types import FinishReason, IterationStats, RequestState, TokenEvent
+from .metrics import RequestRecord, Slo, summarize
+from .oracle import OracleController
+from .workload import Workload
+
+GNE, MAXU = "guaranteed_no_evict", "max_utilization"
+
+
+@dataclass(frozen=True)
+class PolicySpec:
+    """One column of the comparison: a controller policy under an engine capacity policy."""
+
+    name: str                       # label in tables, e.g. "static-64/gne", "adaptive"
+    policy: str                     # controller policy, or "oracle"
+    capacity_policy: str = MAXU
+    params: tuple = ()              # extra controller parameters as (key, value) pairs
+    max_batch_size: Optional[int] = None  # engine max batch; None = the run's default
+    static: bool = False            # counts as a static limit (for "best static")
+
+
+class _Sink:
+    """Records one request's timings for the metrics (the response sender's stand-in)."""
+
+    __slots__ = ("record",)
+
+    def __init__(self, record: RequestRecord) -> None:
+        self.record = record
+
+    def on_event(self, event: TokenEvent, state: Optional[RequestState]) -> None:
+        rec = self.record
+        if event.token_ids:
+            if rec.first_token is None:
+                rec.first_token = event.time
+            rec.output_tokens += len(event.token_ids)
+        if event.finished:
+            rec.finish = event.time
+            rec.rejected = event.finish_reason == FinishReason.REJECTED
+            rec.completed = event.finish_reason in (FinishReason.LENGTH, FinishReason.EOS,
+                                                    FinishReason.END_ID)
+
+
+@dataclass
+class Timeline:
+    """Per-iteration samples for plots, thinned to at most `max_points`."""
+
+    max_points: int = 4000
+    t: list = field(default_factory=list)
+    limit: list = field(default_factory=list)
+    running: list = field(default_factory=list)
+    kv: list = field(default_factory=list)
+    _every: int = 1
+    _n: int = 0
+
+    def add(self, t: float, limit: int, running: int, kv: float) -> None:
+        self._n += 1
+        if self._n % self._every:
+            return
+        self.t.append(t), self.limit.append(limit), self.running.append(running), self.kv.append(kv)
+        if len(self.t) >= self.max_points:  # halve resolution, keep going
+            for lst in (self.t, self.limit, self.running, self.kv):
+                del lst[1::2]
+            self._every *= 2
+
+    def as_dict(self) -> dict:
+        return {"t": self.t, "limit": self.limit, "running": self.running, "kv": self.kv}
+
+
+@dataclass
+class RunResult:
+    row: dict
+    timeline: Timeline
+    records: list[RequestRecord]
+
+
+def make_engine(profile: str, *, capacity_policy: str, max_batch_size: int, engine_kw: dict):
+    from ..engines.simulated import SimulatedExecutor  # built by the simulator engineer
+    return SimulatedExecutor(profile, max_batch_size=max_batch_size,
+                             capacity_policy=capacity_policy, **engine_kw)
+
+
+def make_policy_controller(spec: PolicySpec, params: dict, *, max_batch_size: int, engine,
+                           admission_order):
+    if spec.policy == "oracle":
+        return OracleController(admission_order, engine.kv_capacity, max_batch_size,
+                                getattr(engine, "max_num_tokens", 8192))
+    from ..controller import make_controller  # built by the controller engineer
+    return make_controller(spec.policy, params, max_batch_size=max_batch_size,
+                           kv_capacity=engine.kv_capacity)
+
+
+def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
+               max_batch_size: int = 256, engine_kw: Optional[dict] = None,
+               controller_params: Optional[dict] = None, max_wall_s: float = 600.0,
+               max_iterations: int = 20_000_000) -> RunResult:
+    """Serve every request of `workload` to completion; return the summary row."""
+    wall0 = time.monotonic()
+    mbs = spec.max_batch_size or max_batch_size
+    engine = make_engine(profile, capacity_policy=spec.capacity_policy, max_batch_size=mbs,
+                         engine_kw=dict(engine_kw or {}))
+    requests = workload.requests()
+    params: dict[str, Any] = {"tpot_sla_ms": slo.tpot_s * 1000.0, **(controller_params or {}),
+                              **dict(spec.params)}
+    # The core's own admission check decides what the gate will ever admit (the
+    # oracle needs that order; it must not re-implement the rule).
+    probe = ServingCore(engine, _NullController(), AdmissionGate())
+    admissible = [r for r in requests if probe.admission_error(r) is None]
+    controller = make_policy_controller(spec, params, max_batch_size=mbs, engine=engine,
+                                        admission_order=admissible)
+    core = ServingCore(engine, controller, AdmissionGate())
+    records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
+    timeline = Timeline()
+    busy_s = batch_area = kv_area = 0.0
+    last_stats: Optional[IterationStats] = None
+    i, n, iterations = 0, len(requests), 0
+    while True:
+        now = engine.now()
+        while i < n and requests[i].arrival_time <= now:
+            core.submit(requests[i], _Sink(records[i]))
+            i += 1
+        core.step()
+        stats = core.last_stats
+        if stats is not None and stats is not last_stats:
+            last_stats = stats
+            dt = stats.iter_latency_ms / 1000.0
+            busy_s += dt
+            batch_area += dt * stats.num_active_requests
+            kv_area += dt * stats.kv_occupancy
+            timeline.add(stats.timestamp, controller.limit, stats.num_active_requests,
+                         stats.kv_occupancy)
+        if engine.has_work:
+            engine.step()
+            iterations += 1
+        elif i < n:
+            engine.advance_to(requests[i].arrival_time)
+        elif core.idle:
+            break
+        elif not core.running and len(core.gate):
+            raise RuntimeError(f"{spec.name}: {len(core.gate)} requests wait with an idle "
+                               f"engine and limit {controller.limit}: the policy stalled")
+        if iterations > max_iterations or time.monotonic() - wall0 > max_wall_s:
+            raise RuntimeError(f"{spec.name}: run exceeded its bound ({iterations} iterations, "
+                               f"{time.monotonic() - wall0:.0f} s wall)")
+    row = {"policy": spec.name, "controller": spec.policy, "capacity_policy": spec.capacity_policy,
+           "static": spec.static, "engine_max_batch": mbs, "profile": profile, "workload": workload.name,
+           "max_new_tokens": workload.max_new_tokens}
+    row.update(summarize(records, None, slo))
+    row.update({
+        "mean_batch": batch_area / busy_s if busy_s else 0.0,
+        "mean_kv_occupancy": kv_area / busy_s if busy_s else 0.0,
+        "paused": core.counters.paused_total,
+        "recomputed_tokens": core.counters.recomputed_tokens,
+        "iterations": iterations,
+        "sim_wall_s": round(time.monotonic() - wall0, 3),
+    })
+    return RunResult(row=row, timeline=timeline, records=records)
+
+
+class _NullController:
+    """Only for the admission-check probe core (it never steps)."""
+
+    name = "null"
+    limit = 0
+    decision = None
+
+    def update(self, sample) -> int:
+        return 0
+
+    def on_request_finish(self, state) -> None:
+        pass
