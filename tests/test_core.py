@@ -225,3 +225,12 @@ def test_fail_all_answers_every_request_once():
     for rid in range(3):
         assert rec.final(rid).error == "engine stopped"
     assert core.idle and core.counters.failed == 3
+
+
+def test_gate_head_lists_the_next_requests_in_order():
+    gate = AdmissionGate()
+    for rid, prio in [(1, 0), (2, 0), (3, 9), (4, 0), (5, 0), (6, 0)]:
+        gate.offer(req(rid, priority=prio), None, now=float(rid))
+    gate.remove(2)
+    assert [q.request.request_id for q in gate.head(4)] == [3, 1, 4, 5]
+    assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]

@@ -97,13 +97,16 @@ class ServingCore:
             raise
         for event in events:
             self._dispatch(event)
+        wants_head = getattr(self.controller, "wants_waiting_head", False)
         for s in stats:
             self.last_stats = s
             self.counters.paused_total += s.num_new_pauses
             self.counters.recomputed_tokens = s.total_recomputed_tokens
             self.controller.update(ControlInput(
                 stats=s, num_waiting=len(self.gate),
-                oldest_wait_s=self.gate.oldest_wait(s.timestamp), running=self.running))
+                oldest_wait_s=self.gate.oldest_wait(s.timestamp), running=self.running,
+                waiting_head=[(q.request.prompt_len, q.request.max_new_tokens)
+                              for q in self.gate.head()] if wants_head else ()))
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1

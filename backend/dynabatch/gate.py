@@ -64,6 +64,15 @@ class AdmissionGate:
             heapq.heappop(self._heap)
         return self._heap[0] if self._heap else None
 
+    def head(self, k: int = 4) -> list[QueuedRequest]:
+        """About the first k requests in admission order, cheaply: the k smallest of a
+        binary heap lie in its top k levels, so only those 2^k - 1 slots are read
+        (entries removed but not yet popped make the answer approximate, never wrong
+        in order)."""
+        self.peek()
+        top = [item for item in self._heap[: (1 << k) - 1] if item.alive]
+        return heapq.nsmallest(k, top)
+
     def pop(self) -> Optional[QueuedRequest]:
         item = self.peek()
         if item is not None:

@@ -131,5 +131,6 @@ class ControlInput:
     oldest_wait_s: float
     running: "dict[int, RequestState]"
     # (prompt_len, max_new_tokens) of the first waiting requests in admission order;
-    # optional (empty = unknown): policies that size admission per request read it.
+    # optional (empty = unknown): filled only for controllers whose class sets
+    # `wants_waiting_head = True` (it costs a heap scan per iteration).
     waiting_head: "Sequence[tuple[int, int]]" = ()

@@ -1,0 +1,259 @@
+"""`adaptive` (default): memory bound from a learned final-footprint model, SLA bound
+from an online step-latency fit, eviction as a hard signal, HPA-style stabilisation.
+
+The equations are in docs/CONTROLLER.md. Every update is O(1) (the running map is read
+only during the cold start): requests feed the length model and the TPOT percentile
+once, when they finish.
+"""
+from __future__ import annotations
+
+import math
+from collections import deque
+from statistics import NormalDist
+
+from ..types import ControlInput, FinishReason, RequestState
+from .base import LimitDecision
+from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
+from .latency_fit import StepLatencyFit
+
+# The SLO is on each request's TPOT (its mean step latency). The controller fits the step
+# latency t = a + b n + c x (x: prefill tokens) over recent iterations, and learns from
+# finished requests how far their TPOT percentile sits above the mean step latency of
+# their time (short requests, prefill-heavy stretches): k = P_q(TPOT_i / t_mean).
+_RATIO_WINDOW = 1024          # finished requests whose ratio r_i the percentile is taken over
+_RATIO_MIN_FIT = 256          # iterations in the latency fit before ratios are recorded
+_RATIO_MIN = 32               # ratios needed before k is estimated
+_STEP_EWMA = 1.0 / 8          # weight of the recent step latency / batch (slope-free fallback)
+_LATENCY_HALF_LIFE = 2048      # iterations: forgetting of the latency-vs-batch fit
+_SLA_MARGIN = 0.05            # SLA band: hold while the prediction is in [1 - 2m, 1] x target
+_SLA_JUMP = 0.15              # beyond this relative error the SLA bound jumps, within it nudges
+_SLA_START = 8                # SLA bound before any latency is seen (grows from there)
+_SCALE_MIN = 0.3              # the eviction back-off never drops the KV budget below this
+_WARMUP_FINISHED = 8          # finished requests before the length model is trusted
+_USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
+
+
+class LengthModel:
+    """Moments of one in-flight slot's KV footprint, learned from finished requests.
+
+    A slot holding requests back to back sees request (p, L) for L steps, its footprint
+    growing from p to p + L. At a random instant the slot holds a length-biased request
+    at a uniform age a in [0, L], so with X = p + a:
+        E[X]   = E[L p + L^2/2] / E[L]
+        E[X^2] = E[p^2 L + p L^2 + L^3/3] / E[L]
+    L is the final output (already capped by the request's max tokens).
+    """
+
+    def __init__(self, window: int) -> None:
+        self.window = window
+        self._items: deque[tuple[float, ...]] = deque()
+        self._sums = [0.0] * 7  # L, Lp, L^2, p^2 L, p L^2, L^3, p
+
+    def __len__(self) -> int:
+        return len(self._items)
+
+    def add(self, prompt_len: int, output_len: int) -> None:
+        p, n = float(prompt_len), float(max(output_len, 1))
+        item = (n, n * p, n * n, p * p * n, p * n * n, n * n * n, p)
+        sums = self._sums
+        if len(self._items) == self.window:
+            old = self._items.popleft()
+            for i in range(7):
+                sums[i] -= old[i]
+        self._items.append(item)
+        for i in range(7):
+            sums[i] += item[i]
+
+    def prefill_per_decode_step(self) -> float:
+        """Prompt tokens per output token, E[p]/E[L]: the prefill each request brings
+        per step it stays, so prefill per step grows in proportion to the batch."""
+        return self._sums[6] / self._sums[0] if self._items else 0.0
+
+    def slot_moments(self) -> tuple[float, float]:
+        """(mean, standard deviation) of one slot's footprint in tokens."""
+        s_l, s_lp, s_l2, s_p2l, s_pl2, s_l3, _ = self._sums
+        mean = (s_lp + s_l2 / 2) / s_l
+        second = (s_p2l + s_pl2 + s_l3 / 3) / s_l
+        return mean, math.sqrt(max(second - mean * mean, 0.0))
+
+
+def slots_that_fit(mean: float, std: float, z: float, budget: float) -> float:
+    """Largest N with N*mean + z*std*sqrt(N) <= budget (CLT over independent slots)."""
+    if budget <= 0 or mean <= 0:
+        return 0.0 if budget <= 0 else math.inf
+    b = z * std
+    root = (-b + math.sqrt(b * b + 4 * mean * budget)) / (2 * mean)
+    return root * root
+
+
+class AdaptiveController:
+    name = "adaptive"
+
+    def __init__(self, *, total_blocks: int, tokens_per_block: int, lower: int, upper: int,
+                 kv_target_fraction: float, kv_overflow_prob: float, length_window: int,
+                 tpot_sla_ms: float, tpot_percentile: float, pause_backoff: float,
+                 pause_recovery_s: float, kv_probe_max: float, limit_tolerance: float,
+                 stabilization_s: float, ttft_sla_s: float) -> None:
+        self.total_tokens = total_blocks * tokens_per_block
+        self.tokens_per_block = tokens_per_block
+        self.lower, self.upper = lower, upper
+        self.kv_fraction = kv_target_fraction
+        self.z = NormalDist().inv_cdf(1.0 - kv_overflow_prob)
+        self.lengths = LengthModel(length_window)
+        self.d_sla = tpot_sla_ms
+        self.ttft_s = ttft_sla_s
+        self.ttft_pressure = False
+        self.stabilization_s = stabilization_s
+        self._last_nudge = -math.inf
+        self.backoff = pause_backoff
+        self.recovery_per_s = 1.0 / pause_recovery_s if pause_recovery_s > 0 else math.inf
+        self.stabilizer = Stabilizer(lower, limit_tolerance, stabilization_s)
+        # memory: the CLT model is a prior; the eviction signal finds the real edge: the scale on
+        # the KV budget grows linearly while no request is evicted (probing above the
+        # model up to kv_probe_max) and shrinks multiplicatively on an eviction (AIMD).
+        self.scale_max = kv_probe_max
+        self.scale = 1.0
+        self._last_time: float | None = None
+        # SLA state: k = P_q of r_i = TPOT_i / (long-run mean step latency), from a
+        # log-normal fit of r_i (smooth, where an order statistic of a window jumps)
+        self._log_ratios = SampleWindow(_RATIO_WINDOW)
+        self.z_q = NormalDist().inv_cdf(min(tpot_percentile, 99.99) / 100.0)
+        self.spread = 1.0
+        self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency, the ratio's reference
+        self._batch = Ewma(_STEP_EWMA)
+        self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
+        # bounds of the last update
+        self.b_memory = float(lower)  # nothing admitted before the first sample
+        self.b_sla = float(min(upper, max(lower, _SLA_START)))
+        self.raw = lower
+        self._reason = "memory"
+
+    # ---- feedback -------------------------------------------------------------
+    def on_request_finish(self, state: RequestState) -> None:
+        if state.finish_reason not in _USABLE or state.generated < 1:
+            return
+        self.lengths.add(state.prompt_len, state.generated)
+        # r_i is taken against the long-run mean the SLA bound steers, once it is steady
+        step_ms = self.fit.means()[2] if self.fit.weight >= _RATIO_MIN_FIT else 0.0
+        if (state.generated > 1 and state.first_token_time is not None
+                and state.finish_time is not None and step_ms):
+            tpot_ms = (state.finish_time - state.first_token_time) * 1e3 / (state.generated - 1)
+            logs = self._log_ratios
+            logs.add(math.log(max(tpot_ms / step_ms, 1e-3)))
+            if len(logs) >= _RATIO_MIN:
+                self.spread = max(0.5, math.exp(logs.mean + self.z_q * logs.std))
+
+    def update(self, sample: ControlInput) -> int:
+        stats = sample.stats
+        now = stats.timestamp
+        if self._last_time is not None and self.scale < self.scale_max:
+            self.scale = min(self.scale_max, self.scale + (now - self._last_time) * self.recovery_per_s)
+        self._last_time = now
+        paused = stats.num_new_pauses > 0
+        if paused:  # an eviction is a hard signal: the model under-estimated demand
+            self.scale = max(_SCALE_MIN, self.scale * self.backoff)
+        self.b_memory = self._memory_bound(sample)
+        self.b_sla = self._sla_bound(stats, now)
+        # TTFT in view: once the queue's oldest request has waited past the TTFT target,
+        # the requests behind it miss their SLO already; cutting the batch for TPOT would
+        # only lengthen the queue, so the SLA bound steps aside until the queue catches up.
+        self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
+        if self.b_memory <= self.b_sla:
+            raw, self._reason = self.b_memory, "memory"
+        elif self.ttft_pressure:  # the SLA bound would bind, but TTFT pressure lifts it
+            raw, self._reason = self.b_memory, "ttft"
+        else:
+            raw, self._reason = self.b_sla, "sla"
+        self.raw = clamp(raw, self.lower, self.upper)
+        if paused or len(self.lengths) < _WARMUP_FINISHED:
+            self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
+        self.stabilizer.update(self.raw, now)
+        return self.stabilizer.limit
+
+    # ---- memory ---------------------------------------------------------------
+    def _memory_bound(self, sample: ControlInput) -> float:
+        budget = self.total_tokens * self.kv_fraction * self.scale
+        if len(self.lengths) >= _WARMUP_FINISHED:
+            mean, std = self.lengths.slot_moments()
+            mean += self.tokens_per_block / 2  # the half-filled last block of each request
+            return slots_that_fit(mean, std, self.z, budget)
+        # Cold start, nothing learned yet: reserve what running requests may reach.
+        running = sample.running
+        if not running:
+            return float(self.lower)
+        need = sum(s.prompt_len + s.max_new_tokens for s in running.values()) / len(running)
+        return budget / need
+
+    # ---- SLA ------------------------------------------------------------------
+    def _sla_bound(self, stats, now: float) -> float:
+        tpot = tpot_sample_ms(stats)
+        if tpot is None:
+            return self.b_sla
+        n = batch_sample(stats)
+        x = stats.num_ctx_tokens / 1000.0
+        self._step_ms.add(tpot)
+        self._batch.add(n)
+        fit = self.fit
+        fit.add(n, x, tpot)
+        n_bar, x_bar, t_bar = fit.means()
+        # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
+        target = self.d_sla / self.spread
+        abc = fit.solve()
+        if abc is not None:
+            a, b, c = abc
+            # In steady state each request brings its prompt once per L steps, so the
+            # prefill per step is n * E[p]/E[L]: t(n) = a + (b + c E[p]/E[L] / 1000) n.
+            ratio = self.lengths.prefill_per_decode_step() if len(self.lengths) else 0.0
+            slope = b + max(c, 0.0) * ratio / 1000.0
+            if slope <= 1e-6:  # latency does not grow with the batch: no SLA bound
+                return math.inf
+            if a >= target:
+                # No batch size meets the target (a too-tight SLA): shrinking the batch
+                # would cost throughput and still miss.
+                return math.inf
+            # Predict the mean step latency at the held bound from the measured operating
+            # point along the fitted slope (anchoring cancels bias in the intercept).
+            # Inside the band [(1 - 2m), 1] x target: hold. A little outside: nudge by
+            # one request per stabilisation window (TPOT is flat in n, so a solved n is
+            # noisy). Far outside: jump to the solution, just inside the band.
+            held = self.b_sla
+            if held != math.inf:
+                err = (t_bar + slope * (held - n_bar)) / target
+                low = 1 - 2 * _SLA_MARGIN
+                if low <= err <= 1:
+                    return held
+                if 1 - _SLA_JUMP <= err <= 1 + _SLA_JUMP:
+                    if now - self._last_nudge < self.stabilization_s:
+                        return held
+                    self._last_nudge = now
+                    return held - 1 if err > 1 else held + 1
+            aim = 1 - _SLA_MARGIN
+            return n_bar + (aim * target - t_bar) / slope
+        # The batch sits still (pinned by a bound), so the slope is unknown. Assume t is
+        # proportional to n: that over-states the slope, so steps are cautious up and
+        # quick down, and iterated they converge to t(n) = target (and unpin the batch).
+        t_now, n_now = self._step_ms.value, self._batch.value
+        if not t_now:
+            return self.b_sla
+        if t_now > target:
+            if n_now <= self.lower + 1:
+                return math.inf  # the smallest batches miss too: not a batching problem
+            return n_now * target / t_now
+        if t_now < (1 - 2 * _SLA_MARGIN) * target:
+            return max(n_now * target / t_now, n + 1)  # at least one more than now
+        return self.b_sla
+
+    # ---- reads ----------------------------------------------------------------
+    @property
+    def limit(self) -> int:
+        return self.stabilizer.limit
+
+    @property
+    def decision(self) -> LimitDecision:
+        return LimitDecision(self.stabilizer.limit,
+                             {"memory": _finite(self.b_memory, self.upper),
+                              "sla": _finite(self.b_sla, self.upper)}, self._reason)
+
+
+def _finite(value: float, cap: int) -> float:
+    return float(cap) if value != value or value > cap else float(math.floor(value))

@@ -1,0 +1,74 @@
+"""`dynabatch controller-bench`: median cost of one controller update, per policy."""
+from __future__ import annotations
+
+import argparse
+import random
+import statistics
+import time
+
+from ..engines.base import KvCapacity
+from ..types import ControlInput, FinishReason, IterationStats, RequestState
+from . import POLICIES, make_controller
+
+
+def synthetic_samples(count: int, running: int, *, blocks: int = 4096, tpb: int = 16,
+                      seed: int = 0) -> tuple[list[ControlInput], list[RequestState]]:
+    """`count` plausible iteration samples over a live map of `running` requests."""
+    rng = random.Random(seed)
+    live = {i: RequestState(i, rng.randint(16, 2048), 1024, 0.0, 0.0,
+                            generated=rng.randint(0, 500), first_token_time=0.1)
+            for i in range(running)}
+    samples = []
+    for it in range(count):
+        used = rng.randint(blocks // 2, blocks)
+        stats = IterationStats(
+            iter=it, timestamp=it * 0.03, iter_latency_ms=rng.uniform(20.0, 60.0),
+            num_active_requests=running, num_queued_requests=0, num_completed_requests=0,
+            max_num_active_requests=256, max_num_blocks=blocks, free_num_blocks=blocks - used,
+            used_num_blocks=used, tokens_per_block=tpb, num_scheduled_requests=running,
+            num_context_requests=1, num_gen_requests=max(running - 1, 0),
+            num_new_pauses=1 if rng.random() < 0.002 else 0)
+        samples.append(ControlInput(stats, num_waiting=rng.randint(0, 20),
+                                    oldest_wait_s=rng.uniform(0.0, 1.0), running=live))
+    finished = [RequestState(10_000 + i, rng.randint(16, 2048), 1024, 0.0, 0.0,
+                             generated=rng.randint(1, 1024), finish_reason=FinishReason.EOS)
+                for i in range(64)]
+    return samples, finished
+
+
+def bench_policy(policy: str, samples: list[ControlInput], finished: list[RequestState],
+                 repeats: int, *, max_batch_size: int = 256,
+                 kv: KvCapacity = KvCapacity(4096, 16)) -> float:
+    """Median over `repeats` runs of the mean seconds per update() call."""
+    per_call = []
+    for _ in range(repeats):
+        ctl = make_controller(policy, {}, max_batch_size=max_batch_size, kv_capacity=kv)
+        for state in finished:  # past the adaptive warm-up, as in steady serving
+            ctl.on_request_finish(state)
+        update = ctl.update
+        t0 = time.perf_counter()
+        for sample in samples:
+            update(sample)
+        per_call.append((time.perf_counter() - t0) / len(samples))
+    return statistics.median(per_call)
+
+
+def run(args: argparse.Namespace) -> int:
+    policies = [args.policy] if args.policy else list(POLICIES)
+    samples, finished = synthetic_samples(args.iterations, args.running)
+    print(f"controller update cost: median of {args.repeats} runs x {args.iterations} "
+          f"updates, {args.running} running requests")
+    print(f"{'policy':<14} {'us/update':>10}  {'vs 10 ms GPU step':>18}")
+    for policy in policies:
+        cost = bench_policy(policy, samples, finished, args.repeats)
+        print(f"{policy:<14} {cost * 1e6:>10.2f}  {cost / 0.010:>17.4%}")
+    return 0
+
+
+def register(subparsers) -> None:
+    p = subparsers.add_parser("controller-bench", help="time one controller update per policy")
+    p.add_argument("--policy", choices=POLICIES, default=None, help="one policy (default: all)")
+    p.add_argument("--running", type=int, default=64, help="requests in flight (default 64)")
+    p.add_argument("--iterations", type=int, default=2000, help="updates per run (default 2000)")
+    p.add_argument("--repeats", type=int, default=7, help="runs; the median is printed")
+    p.set_defaults(func=run)

@@ -1,0 +1,140 @@
+"""The paper's two limits, verbatim (DESIGN §2), and their minimum.
+
+Pang, Li, Wang 2025, "Optimizing LLM Inference Throughput via Memory-aware and
+SLA-constrained Dynamic Batching". Algorithm 1 follows the released vLLM scheduler
+patch; Algorithm 2 is the reconstruction in DESIGN §2. They are baselines: keep them
+exactly as written, improvements belong in adaptive.py.
+"""
+from __future__ import annotations
+
+import math
+
+from ..types import ControlInput, RequestState
+from .base import LimitDecision
+from .common import Ewma, batch_sample, clamp, tpot_sample_ms
+
+
+class PaperMemoryController:
+    """Algorithm 1: size the batch from today's mean blocks per running sequence.
+
+        if waiting and running:
+            blocks_per_seq = used_blocks / len(running)
+            b = floor(total_blocks * memory_factor / blocks_per_seq)
+            b = max(b, len(running))
+            b = min(max(b, lower), upper)
+        else: b = previous b
+    """
+
+    name = "paper_memory"
+
+    def __init__(self, *, total_blocks: int, memory_factor: float, lower: int, upper: int) -> None:
+        self.total_blocks = total_blocks
+        self.memory_factor = memory_factor
+        self.lower, self.upper = lower, upper
+        self.b = upper  # before the first recomputation nothing limits the batch
+
+    def update(self, sample: ControlInput) -> int:
+        running = len(sample.running)
+        if sample.num_waiting > 0 and running > 0:
+            used = sample.stats.used_num_blocks
+            total = sample.stats.max_num_blocks or self.total_blocks
+            if used > 0:
+                blocks_per_seq = used / running
+                b = math.floor(total * self.memory_factor / blocks_per_seq)
+            else:  # nothing allocated yet: no memory bound (the formula's limit as used -> 0)
+                b = self.upper
+            b = max(b, running)
+            self.b = min(max(b, self.lower), self.upper)
+        return self.b
+
+    def on_request_finish(self, state: RequestState) -> None:
+        pass
+
+    @property
+    def limit(self) -> int:
+        return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        return LimitDecision(self.b, {"memory": float(self.b)}, "memory")
+
+
+class PaperSlaController:
+    """Algorithm 2: a search window [b_low, b_high] steered by the mean TPOT.
+
+    tau and b_bar are EWMAs (weight `smoothing`) of the per-iteration TPOT sample and
+    batch size; one window step per iteration that has generation requests.
+    """
+
+    name = "paper_sla"
+
+    def __init__(self, *, d_sla_ms: float, eps_ms: float, alpha: float, delta: float,
+                 smoothing: float, lower: int, upper: int) -> None:
+        self.d_sla, self.eps = d_sla_ms, eps_ms
+        self.alpha, self.delta = alpha, delta
+        self.lower, self.upper = lower, upper
+        self.tau = Ewma(smoothing)
+        self.b_bar = Ewma(smoothing)
+        self.b_low: float = lower
+        self.b_high: float = upper
+        self.b = clamp((self.b_low + self.b_high) / 2, lower, upper)
+
+    def update(self, sample: ControlInput) -> int:
+        tpot = tpot_sample_ms(sample.stats)
+        if tpot is None:
+            return self.b
+        tau = self.tau.add(tpot)
+        b_bar = self.b_bar.add(batch_sample(sample.stats))
+        lo, hi, a = self.b_low, self.b_high, self.alpha
+        if tau > self.d_sla + self.eps:        # too slow: pull the window down
+            hi = max(b_bar, lo + a)
+            lo = max(lo - self.delta, self.lower)
+        elif tau < self.d_sla - self.eps:      # headroom: push the window up
+            lo = min(b_bar, hi - a)
+            hi = min(hi + self.delta, self.upper)
+        else:                                  # inside the band: centre on the batch
+            hi = min(b_bar + a / 2, self.upper)
+            lo = max(b_bar - a / 2, self.lower)
+        self.b_low, self.b_high = lo, hi
+        self.b = clamp((lo + hi) / 2, self.lower, self.upper)
+        return self.b
+
+    def on_request_finish(self, state: RequestState) -> None:
+        pass
+
+    @property
+    def limit(self) -> int:
+        return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        return LimitDecision(self.b, {"sla": float(self.b)}, "sla")
+
+
+class PaperController:
+    """`paper`: min(Algorithm 1, Algorithm 2), clamped to [B_min, B_max]."""
+
+    name = "paper"
+
+    def __init__(self, memory: PaperMemoryController, sla: PaperSlaController) -> None:
+        self.memory, self.sla = memory, sla
+        self.lower, self.upper = memory.lower, memory.upper
+        self._limit = min(memory.b, sla.b)
+
+    def update(self, sample: ControlInput) -> int:
+        b = min(self.memory.update(sample), self.sla.update(sample))
+        self._limit = min(max(b, self.lower), self.upper)
+        return self._limit
+
+    def on_request_finish(self, state: RequestState) -> None:
+        pass
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def decision(self) -> LimitDecision:
+        m, s = self.memory.b, self.sla.b
+        return LimitDecision(self._limit, {"memory": float(m), "sla": float(s)},
+                             "memory" if m <= s else "sla")

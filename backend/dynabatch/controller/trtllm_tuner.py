@@ -1,0 +1,99 @@
+"""`trtllm_tuner`: TensorRT-LLM's DynamicBatchTuner, open loop on requested lengths.
+
+What TensorRT-LLM does (NVIDIA/TensorRT-LLM, read with the search tool):
+- cpp/tensorrt_llm/executor/executorImpl.cpp: every executor-loop iteration, for each
+  active request, `mDynamicBatchTuner->updateStats(req->mPromptLen, req->mMaxNewTokens)`;
+  then in forwardAsync the averages are cast to int and
+  `getRuntimeBatchSize(mModel->getMaxCapacityBatchSize(avgIn, avgOut))` becomes the
+  runtime batch size, which TrtGptModelInflightBatching::setRuntimeBatchSize caps at
+  the engine's max batch size.
+- cpp/tensorrt_llm/executor/dynamicBatchTuner.cpp: updateStats keeps a moving window
+  (DynamicBatchConfig::kDefaultDynamicBatchMovingAverageWindow = 128 samples) of input
+  lengths and of *requested* output lengths; getRuntimeBatchSize walks the batch-size
+  table {(144,128), (336,256), (672,512), (832,768), (1280,1024), (1664,1536)}
+  (executor/dynamicBatchConfig.cpp, kDefaultBatchSizeTable) and returns the second
+  value of the first entry whose first value exceeds the capacity; above the table it
+  rounds down to a multiple of 512 when within 128 of it (kBatchSizeFallback*).
+- cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp: getMaxCapacityBatchSize =
+  primary blocks / ceilDiv(avgIn + avgOut, tokensPerBlock) (beam width 1, no sink
+  tokens, attention window >= sequence).
+It never looks at what the cache actually holds: it is open loop.
+"""
+from __future__ import annotations
+
+from collections import deque
+from itertools import islice
+
+from ..types import ControlInput, RequestState
+from .base import LimitDecision
+
+BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
+FALLBACK_GRANULARITY = 512
+FALLBACK_THRESHOLD = 128
+
+
+def runtime_batch_size(max_capacity_batch_size: int,
+                       table: tuple[tuple[int, int], ...] = BATCH_SIZE_TABLE) -> int:
+    """DynamicBatchTuner::getRuntimeBatchSize."""
+    for limit, batch in table:
+        if max_capacity_batch_size < limit:
+            return batch
+    threshold = max_capacity_batch_size // FALLBACK_GRANULARITY * FALLBACK_GRANULARITY
+    if max_capacity_batch_size < threshold + FALLBACK_THRESHOLD:
+        return threshold
+    return max_capacity_batch_size
+
+
+class TrtllmTunerController:
+    name = "trtllm_tuner"
+
+    def __init__(self, *, total_blocks: int, tokens_per_block: int, window: int,
+                 lower: int, upper: int) -> None:
+        self.total_blocks, self.tokens_per_block = total_blocks, tokens_per_block
+        self.window = window
+        self.lower, self.upper = lower, upper
+        self._in: deque[int] = deque()
+        self._out: deque[int] = deque()
+        self._in_sum = 0
+        self._out_sum = 0
+        self.capacity = 0  # getMaxCapacityBatchSize at the last update (0 = no data yet)
+        self._limit = upper
+
+    def update(self, sample: ControlInput) -> int:
+        running = sample.running
+        if running:
+            # Only the newest `window` samples survive an iteration, so push just those.
+            n = min(len(running), self.window)
+            newest = list(islice(reversed(running.values()), n))
+            for state in reversed(newest):  # oldest first, as the executor iterates
+                self._push(state.prompt_len, state.max_new_tokens)
+        if self._in:
+            avg_in = int(self._in_sum / len(self._in))    # static_cast<SizeType32>
+            avg_out = int(self._out_sum / len(self._out))
+            tpb = self.tokens_per_block
+            blocks_per_seq = -(-(avg_in + avg_out) // tpb)
+            if blocks_per_seq > 0:
+                self.capacity = self.total_blocks // blocks_per_seq
+                b = min(runtime_batch_size(self.capacity), self.upper)
+                self._limit = max(b, self.lower)
+        return self._limit
+
+    def _push(self, prompt_len: int, max_new: int) -> None:
+        if len(self._in) >= self.window:
+            self._in_sum -= self._in.popleft()
+            self._out_sum -= self._out.popleft()
+        self._in.append(prompt_len)
+        self._out.append(max_new)
+        self._in_sum += prompt_len
+        self._out_sum += max_new
+
+    def on_request_finish(self, state: RequestState) -> None:
+        pass
+
+    @property
+    def limit(self) -> int:
+        return self._limit
+
+    @property
+    def decision(self) -> LimitDecision:
+        return LimitDecision(self._limit, {"tuner": float(self._limit)}, "tuner")
