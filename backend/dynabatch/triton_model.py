@@ -1,0 +1,209 @@
+"""The Triton Python-backend model: model_repository/<name>/1/model.py subclasses this.
+
+initialize: parse config.pbtxt parameters (ConfigError fails the load), build engine,
+controller, gate, ServingCore, metrics, and start the serving loop thread.
+execute: validate each request (errors go to that request only) and submit it; the
+responses are sent later from the loop thread (decoupled transaction policy).
+finalize: stop the loop, fail what is left with a clear error, shut the engine down.
+"""
+from __future__ import annotations
+
+import itertools
+import json
+import logging
+import threading
+from typing import Any, Optional
+
+import triton_python_backend_utils as pb_utils
+
+from .config import ModelConfig, load_config, triton_parameters
+from .controller import make_controller
+from .core import ServingCore
+from .engines.factory import make_engine
+from .gate import AdmissionGate
+from .metrics import TritonMetrics
+from .request_mapping import (INPUT_NAMES, Limits, RequestError, is_stop_request,
+                              output_arrays, request_parameters, to_generation_request)
+from .serving import ServingLoop, TritonSink
+from .types import FinishReason
+
+log = logging.getLogger("dynabatch.model")
+
+_FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
+
+
+def _error_code(reason: Optional[FinishReason]) -> Optional[int]:
+    """Map why a request ended to a Triton error code (HTTP status / gRPC code)."""
+    codes = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
+    if codes is None:  # older stubs have no codes
+        return None
+    if reason == FinishReason.REJECTED:
+        return pb_utils.TritonError.UNAVAILABLE
+    if reason == FinishReason.CANCELLED:
+        return pb_utils.TritonError.CANCELLED
+    return pb_utils.TritonError.INTERNAL
+
+
+def _triton_error(message: str, code: Optional[int]) -> Any:
+    return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
+
+
+class _TritonLogHandler(logging.Handler):
+    """Route the package's logging into Triton's log (pb_utils.Logger)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            msg = self.format(record)
+            if record.levelno >= logging.ERROR:
+                pb_utils.Logger.log_error(msg)
+            elif record.levelno >= logging.WARNING:
+                pb_utils.Logger.log_warn(msg)
+            else:
+                pb_utils.Logger.log_info(msg)
+        except Exception:
+            pass
+
+
+def _route_logging() -> None:
+    root = logging.getLogger("dynabatch")
+    if not any(isinstance(h, _TritonLogHandler) for h in root.handlers):
+        handler = _TritonLogHandler()
+        handler.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        root.addHandler(handler)
+        root.setLevel(logging.INFO)
+        root.propagate = False
+
+
+def _engine_vocab(engine: Any) -> int:
+    """The engine's vocabulary size where it knows one (0 = unknown, no check)."""
+    vocab = getattr(engine, "vocab_size", None)
+    if vocab is None:
+        vocab = getattr(getattr(getattr(engine, "profile", None), "model", None), "vocab_size", 0)
+    return int(vocab or 0)
+
+
+class TritonPythonModel:
+    def initialize(self, args: dict) -> None:
+        _route_logging()
+        self.model_name = args.get("model_name", "tensorrt_llm")
+        model_config = json.loads(args["model_config"])
+        if not model_config.get("model_transaction_policy", {}).get("decoupled", False):
+            raise pb_utils.TritonModelException(
+                f"model '{self.model_name}' must use the decoupled transaction policy "
+                "(model_transaction_policy { decoupled: true })")
+        self.config: ModelConfig = load_config(triton_parameters(model_config))
+        cfg = self.config
+        self.engine = make_engine(cfg.engine, cfg.engine_params,
+                                  max_batch_size=cfg.max_batch_size, realtime=True)
+        try:
+            self.controller = make_controller(cfg.policy, cfg.controller_params,
+                                              max_batch_size=cfg.max_batch_size,
+                                              kv_capacity=self.engine.kv_capacity)
+            gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
+            self.core = ServingCore(self.engine, self.controller, gate)
+            self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
+            self.limits = Limits(max_new_tokens_limit=cfg.max_new_tokens_limit,
+                                 max_prompt_len=cfg.max_prompt_len,
+                                 vocab_size=cfg.vocab_size or _engine_vocab(self.engine))
+            self.loop = ServingLoop(self.core, poll_s=cfg.loop_poll_s,
+                                    cancel_check_s=cfg.cancel_check_s,
+                                    tick_s=cfg.metrics_interval_s, on_tick=self.metrics.update)
+            self._ids = itertools.count(1)
+            self._by_triton_id: dict[str, int] = {}  # for the `stop` input
+            self._ids_lock = threading.Lock()
+            self.metrics.update(self.core)  # gauges valid before the first request
+            self.loop.start()
+        except BaseException:
+            self.engine.shutdown()
+            raise
+        log.info("model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
+                 self.model_name, cfg.engine, cfg.policy, cfg.max_batch_size,
+                 self.engine.kv_capacity.total_tokens)
+
+    # ---- requests -------------------------------------------------------------------
+    def execute(self, requests: list) -> None:
+        for request in requests:
+            sender = request.get_response_sender()
+            try:
+                self._handle(request, sender)
+            except RequestError as exc:
+                self._reject(sender, str(exc), pb_utils.TritonError.INVALID_ARG
+                             if hasattr(pb_utils.TritonError, "INVALID_ARG") else None)
+            except Exception as exc:  # never let one request take the model down
+                log.exception("request failed before admission")
+                self._reject(sender, f"internal error: {exc}", None)
+        return None
+
+    def _handle(self, request: Any, sender: Any) -> None:
+        tensors = {}
+        for tensor in request.inputs():
+            if tensor.name() in INPUT_NAMES:
+                tensors[tensor.name()] = tensor.as_numpy()
+        triton_id = request.request_id() or ""
+        if is_stop_request(tensors):
+            self._stop(triton_id, sender)
+            return
+        params = request_parameters(request.parameters())
+        rid = next(self._ids)
+        req = to_generation_request(tensors, params, request_id=rid, limits=self.limits,
+                                    arrival_time=self.engine.now())
+        error = self.core.admission_error(req)  # e.g. prompt + output beyond the KV cache
+        if error is not None:
+            raise RequestError(error)
+        if not self.loop.alive:
+            raise RequestError("the model is shutting down")
+        prefix = None if (req.streaming or self.config.exclude_input_in_output) else list(req.prompt_ids)
+        if triton_id:
+            with self._ids_lock:
+                self._by_triton_id[triton_id] = rid
+
+        def forget(_sink: TritonSink) -> None:
+            if triton_id:
+                with self._ids_lock:
+                    if self._by_triton_id.get(triton_id) == rid:
+                        del self._by_triton_id[triton_id]
+
+        sink = TritonSink(sender, streaming=req.streaming, final_flag=_FINAL,
+                          make_response=self._response, make_error=self._error,
+                          prefix=prefix, on_done=forget)
+        self.loop.submit(req, sink)
+
+    def _stop(self, triton_id: str, sender: Any) -> None:
+        """`stop`=true ends the in-flight request that has the same request id."""
+        if not triton_id:
+            raise RequestError("stop=true needs the request id of the request to stop")
+        with self._ids_lock:
+            rid = self._by_triton_id.get(triton_id)
+        if rid is None:
+            raise RequestError(f"stop: no request with id '{triton_id}' is queued or running")
+        self.loop.stop_request(rid)
+        sender.send(flags=_FINAL)
+
+    @staticmethod
+    def _response(tokens: list[int]) -> Any:
+        ids, seq_len = output_arrays(tokens)
+        return pb_utils.InferenceResponse(output_tensors=[
+            pb_utils.Tensor("output_ids", ids), pb_utils.Tensor("sequence_length", seq_len)])
+
+    @staticmethod
+    def _error(message: str, reason: Optional[FinishReason]) -> Any:
+        return pb_utils.InferenceResponse(error=_triton_error(message, _error_code(reason)))
+
+    def _reject(self, sender: Any, message: str, code: Optional[int]) -> None:
+        self.metrics.extra_rejected += 1
+        try:
+            sender.send(pb_utils.InferenceResponse(error=_triton_error(message, code)),
+                        flags=_FINAL)
+        except Exception as exc:
+            log.info("rejection not delivered (%s): %s", exc, message)
+
+    def finalize(self) -> None:
+        loop = getattr(self, "loop", None)
+        if loop is not None:
+            loop.close("the model is being unloaded (server shutting down): request aborted")
+        engine = getattr(self, "engine", None)
+        if engine is not None:
+            try:
+                engine.shutdown()
+            except Exception:
+                log.exception("engine shutdown failed")
