@@ -54,6 +54,7 @@ class ServingCore:
         self._wake = threading.Event()
         self.counters = CoreCounters()
         self.last_stats = None
+        self.gpu_sample = None  # telemetry.GpuSample, refreshed by the metrics exporter
 
     # ---- any thread -------------------------------------------------------------
     def submit(self, request: GenerationRequest, sink: ResponseSink) -> None:
@@ -106,7 +107,8 @@ class ServingCore:
                 stats=s, num_waiting=len(self.gate),
                 oldest_wait_s=self.gate.oldest_wait(s.timestamp), running=self.running,
                 waiting_head=[(q.request.prompt_len, q.request.max_new_tokens)
-                              for q in self.gate.head()] if wants_head else ()))
+                              for q in self.gate.head()] if wants_head else (),
+                gpu=self.gpu_sample))
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1

@@ -12,6 +12,7 @@ import time
 from typing import Any, Optional
 
 from .core import ServingCore
+from .telemetry import GpuTelemetry
 
 TRTLLM_FAMILIES = {
     # family: (description, label key, {label value: IterationStats reader})
@@ -79,6 +80,15 @@ class TritonMetrics:
         self._tpot_weight = tpot_smoothing
         self._last_iter: Optional[tuple[int, float]] = None  # (iter, timestamp)
         self.extra_rejected = 0  # rejected in execute() before reaching the core
+        # GPU telemetry: gauges exist only where NVML answers (CPU machines: none, and
+        # GpuTelemetry logs once and never asks again).
+        self._gpu = GpuTelemetry()
+        self._gpu_gauges: dict[str, Any] = {}
+        if self._gpu.available:
+            gpu_family = self._family(fam, "dynabatch_gpu", "GPU telemetry from NVML", g)
+            for key in ("gpu_memory_used_bytes", "gpu_memory_total_bytes",
+                        "gpu_utilization_pct", "gpu_memory_utilization_pct"):
+                self._gpu_gauges[key] = gpu_family.Metric(labels={"gpu_metric": key, **self._labels})
 
     def _family(self, fam, name, desc, kind):
         family = fam(name=name, description=desc, kind=kind)
@@ -120,6 +130,12 @@ class TritonMetrics:
         self._queue.set(len(core.gate))
         if self._tpot_ewma is not None:
             self._tpot.set(self._tpot_ewma)
+        if self._gpu_gauges:
+            sample = self._gpu.sample()
+            core.gpu_sample = sample  # controllers see it in ControlInput.gpu
+            if sample is not None:
+                for key, value in sample.metrics().items():
+                    self._gpu_gauges[key].set(value)
         n = core.counters
         self._advance("paused", self._paused, n.paused_total)
         self._advance("recomputed", self._recomputed, n.recomputed_tokens)

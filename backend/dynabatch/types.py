@@ -134,3 +134,5 @@ class ControlInput:
     # optional (empty = unknown): filled only for controllers whose class sets
     # `wants_waiting_head = True` (it costs a heap scan per iteration).
     waiting_head: "Sequence[tuple[int, int]]" = ()
+    # latest GPU telemetry (telemetry.GpuSample) where NVML answers; None elsewhere
+    gpu: Optional[object] = None
