@@ -66,4 +66,5 @@ def make_controller(policy: str, params: Mapping[str, Any] = {}, *, max_batch_si
         tpot_percentile=p["tpot_percentile"], pause_backoff=p["pause_backoff"],
         pause_recovery_s=p["pause_recovery_s"], kv_probe_max=p["kv_probe_max"],
         limit_tolerance=p["limit_tolerance"],
-        stabilization_s=p["stabilization_s"], ttft_sla_s=p["ttft_sla_s"])
+        stabilization_s=p["stabilization_s"], ttft_sla_s=p["ttft_sla_s"],
+        forecast_overflow_prob=p["forecast_overflow_prob"])

@@ -11,9 +11,12 @@ import math
 from collections import deque
 from statistics import NormalDist
 
+import numpy as np
+
 from ..types import ControlInput, FinishReason, RequestState
 from .base import LimitDecision
 from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
+from .kv_forecast import SurvivalTable
 from .latency_fit import StepLatencyFit
 
 # The SLO is on each request's TPOT (its mean step latency). The controller fits the step
@@ -30,6 +33,8 @@ _SLA_JUMP = 0.15              # beyond this relative error the SLA bound jumps, 
 _SLA_START = 8                # SLA bound before any latency is seen (grows from there)
 _SCALE_MIN = 0.3              # the eviction back-off never drops the KV budget below this
 _WARMUP_FINISHED = 8          # finished requests before the length model is trusted
+_FORECAST_EVERY = 8           # updates between forecasts while the batch and queue head stand still
+_SURVIVAL_EVERY = 16          # finished requests between rebuilds of the survival table
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -64,6 +69,13 @@ class LengthModel:
         for i in range(7):
             sums[i] += item[i]
 
+    def outputs(self) -> list[float]:
+        return [item[0] for item in self._items]
+
+    def mean_prompt_and_output(self) -> tuple[float, float]:
+        n = len(self._items)
+        return (self._sums[6] / n, self._sums[0] / n) if n else (0.0, 0.0)
+
     def prefill_per_decode_step(self) -> float:
         """Prompt tokens per output token, E[p]/E[L]: the prefill each request brings
         per step it stays, so prefill per step grows in proportion to the batch."""
@@ -88,17 +100,20 @@ def slots_that_fit(mean: float, std: float, z: float, budget: float) -> float:
 
 class AdaptiveController:
     name = "adaptive"
+    wants_waiting_head = True  # admissions are checked against the actual next requests
 
     def __init__(self, *, total_blocks: int, tokens_per_block: int, lower: int, upper: int,
                  kv_target_fraction: float, kv_overflow_prob: float, length_window: int,
                  tpot_sla_ms: float, tpot_percentile: float, pause_backoff: float,
                  pause_recovery_s: float, kv_probe_max: float, limit_tolerance: float,
-                 stabilization_s: float, ttft_sla_s: float) -> None:
+                 stabilization_s: float, ttft_sla_s: float,
+                 forecast_overflow_prob: float = 0.2) -> None:
         self.total_tokens = total_blocks * tokens_per_block
         self.tokens_per_block = tokens_per_block
         self.lower, self.upper = lower, upper
         self.kv_fraction = kv_target_fraction
         self.z = NormalDist().inv_cdf(1.0 - kv_overflow_prob)
+        self.z_forecast = NormalDist().inv_cdf(1.0 - forecast_overflow_prob)
         self.lengths = LengthModel(length_window)
         self.d_sla = tpot_sla_ms
         self.ttft_s = ttft_sla_s
@@ -108,11 +123,13 @@ class AdaptiveController:
         self.backoff = pause_backoff
         self.recovery_per_s = 1.0 / pause_recovery_s if pause_recovery_s > 0 else math.inf
         self.stabilizer = Stabilizer(lower, limit_tolerance, stabilization_s)
+        self._limit = lower
         # memory: the CLT model is a prior; the eviction signal finds the real edge: the scale on
         # the KV budget grows linearly while no request is evicted (probing above the
         # model up to kv_probe_max) and shrinks multiplicatively on an eviction (AIMD).
         self.scale_max = kv_probe_max
         self.scale = 1.0
+        self.forecast_scale = 1.0  # the same AIMD on the forecast's budget, never above 1
         self._last_time: float | None = None
         # SLA state: k = P_q of r_i = TPOT_i / (long-run mean step latency), from a
         # log-normal fit of r_i (smooth, where an order statistic of a window jumps)
@@ -127,12 +144,24 @@ class AdaptiveController:
         self.b_sla = float(min(upper, max(lower, _SLA_START)))
         self.raw = lower
         self._reason = "memory"
+        # memory, per admission: forecast of the cache's peak (kv_forecast.py), used once
+        # the serving core shows the queue head; the slot model above is the fallback
+        self.survival = SurvivalTable()
+        self._survival_age = 0
+        self._head_seen = False
+        self._forecast_key = 0  # batch size at the last update
+        self._forecast_age = _FORECAST_EVERY  # the first update computes one
+        self.b_forecast = math.inf
 
     # ---- feedback -------------------------------------------------------------
     def on_request_finish(self, state: RequestState) -> None:
         if state.finish_reason not in _USABLE or state.generated < 1:
             return
         self.lengths.add(state.prompt_len, state.generated)
+        self._survival_age += 1
+        if self._survival_age >= _SURVIVAL_EVERY or len(self.lengths) <= 64:
+            self._survival_age = 0
+            self.survival.rebuild(self.lengths.outputs())
         # r_i is taken against the long-run mean the SLA bound steers, once it is steady
         step_ms = self.fit.means()[2] if self.fit.weight >= _RATIO_MIN_FIT else 0.0
         if (state.generated > 1 and state.first_token_time is not None
@@ -146,29 +175,76 @@ class AdaptiveController:
     def update(self, sample: ControlInput) -> int:
         stats = sample.stats
         now = stats.timestamp
-        if self._last_time is not None and self.scale < self.scale_max:
-            self.scale = min(self.scale_max, self.scale + (now - self._last_time) * self.recovery_per_s)
+        if self._last_time is not None:
+            grow = (now - self._last_time) * self.recovery_per_s
+            self.scale = min(self.scale_max, self.scale + grow)
+            self.forecast_scale = min(1.0, self.forecast_scale + grow)
         self._last_time = now
         paused = stats.num_new_pauses > 0
         if paused:  # an eviction is a hard signal: the model under-estimated demand
             self.scale = max(_SCALE_MIN, self.scale * self.backoff)
+            self.forecast_scale = max(_SCALE_MIN, self.forecast_scale * self.backoff)
         self.b_memory = self._memory_bound(sample)
         self.b_sla = self._sla_bound(stats, now)
         # TTFT in view: once the queue's oldest request has waited past the TTFT target,
         # the requests behind it miss their SLO already; cutting the batch for TPOT would
         # only lengthen the queue, so the SLA bound steps aside until the queue catches up.
         self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
-        if self.b_memory <= self.b_sla:
-            raw, self._reason = self.b_memory, "memory"
-        elif self.ttft_pressure:  # the SLA bound would bind, but TTFT pressure lifts it
-            raw, self._reason = self.b_memory, "ttft"
+        warm = len(self.lengths) >= _WARMUP_FINISHED
+        if sample.waiting_head:
+            self._head_seen = True
+        forecast = warm and self._head_seen
+        if forecast:
+            # The forecast decides each admission as it comes (no stabilisation: it is a
+            # fit test, not a target); the stabiliser only smooths the SLA bound.
+            self.b_forecast = self._forecast_bound(sample, paused)
+            self.b_memory = self.b_forecast
+            sla = math.inf if self.ttft_pressure else self.b_sla
+            self.raw = clamp(sla, self.lower, self.upper)
         else:
-            raw, self._reason = self.b_sla, "sla"
-        self.raw = clamp(raw, self.lower, self.upper)
-        if paused or len(self.lengths) < _WARMUP_FINISHED:
+            memory = self.b_memory
+            sla = memory if self.ttft_pressure else self.b_sla
+            self.raw = clamp(min(memory, sla), self.lower, self.upper)
+        if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
-        self.stabilizer.update(self.raw, now)
-        return self.stabilizer.limit
+        held = self.stabilizer.update(self.raw, now)
+        self._limit = clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
+        if self.b_memory <= self.b_sla:
+            self._reason = "memory"
+        else:
+            self._reason = "ttft" if self.ttft_pressure else "sla"
+        return self._limit
+
+    def _forecast_bound(self, sample: ControlInput, paused: bool) -> float:
+        """Running requests + how many queued ones fit the forecast (kv_forecast.py).
+
+        Only while requests wait (otherwise the limit admits nothing). Recomputed when a
+        request left, after an eviction, and every few updates otherwise: requests grow
+        one token a step, so the forecast moves slowly, and an admission in between
+        keeps the absolute bound (the admitted requests were counted in it)."""
+        running, head = sample.running, sample.waiting_head
+        n = len(running)
+        self._forecast_age += 1
+        if not paused and (not head or (n >= self._forecast_key and
+                                        self._forecast_age < _FORECAST_EVERY)):
+            self._forecast_key = n
+            return self.b_forecast
+        self._forecast_key, self._forecast_age = n, 0
+        half = self.tokens_per_block // 2  # the half-filled last block of each request
+        cur = np.fromiter((s.prompt_len + s.generated for s in running.values()), np.int64, n) + half
+        gen = np.fromiter((s.generated for s in running.values()), np.int64, n)
+        mx = np.fromiter((s.max_new_tokens for s in running.values()), np.int64, n)
+        prompts = np.array([p for p, _ in head], dtype=np.int64) + half
+        cand_max = np.array([m for _, m in head], dtype=np.int64)
+        # block rounding is counted per request above, so the budget is the whole cache
+        budget = self.total_tokens * self.forecast_scale
+        k, left = self.survival.fits(cur, gen, mx, prompts, cand_max, self.z_forecast, budget)
+        fits = float(k)
+        if k == len(head) and left > 0:
+            # every visible newcomer fits: extend with typical ones (mean final footprint)
+            p_mean, l_mean = self.lengths.mean_prompt_and_output()
+            fits += math.floor(left / (p_mean + l_mean + half))
+        return n + fits
 
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
@@ -246,11 +322,11 @@ class AdaptiveController:
     # ---- reads ----------------------------------------------------------------
     @property
     def limit(self) -> int:
-        return self.stabilizer.limit
+        return self._limit
 
     @property
     def decision(self) -> LimitDecision:
-        return LimitDecision(self.stabilizer.limit,
+        return LimitDecision(self._limit,
                              {"memory": _finite(self.b_memory, self.upper),
                               "sla": _finite(self.b_sla, self.upper)}, self._reason)
 

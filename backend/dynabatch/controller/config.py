@@ -48,6 +48,10 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
     ParamSpec("kv_overflow_prob", float, 0.1,
               "`adaptive`: accepted probability eps_M that occupancy exceeds the target",
               min=1e-6, max=0.5, group=_G),
+    ParamSpec("forecast_overflow_prob", float, 0.2,
+              "`adaptive`: accepted probability that the forecast KV occupancy of the admitted "
+              "requests overflows the cache at its peak (per admission, queue head known)",
+              min=1e-6, max=0.5, group=_G),
     ParamSpec("length_window", int, 512,
               "`adaptive`: finished requests the length model learns from", min=8, group=_G),
     ParamSpec("pause_backoff", float, 0.9,

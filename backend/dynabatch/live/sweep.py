@@ -171,6 +171,7 @@ def run_sweep(cfg: SweepConfig, input_json: Path, out_dir: Path, label: str = ""
     out_dir.mkdir(parents=True, exist_ok=True)
     tag = f"{label}_" if label else ""
     csv_path, prof_path = out_dir / f"{tag}pa.csv", out_dir / f"{tag}profile.json"
+    prof_path.unlink(missing_ok=True)  # perf_analyzer refuses to overwrite its export
     flag = "--concurrency-range" if cfg.mode == "concurrency" else "--request-rate-range"
     cmd = [perf_analyzer_path(), "-m", cfg.model, "-u", cfg.url, "-i", "grpc", "--streaming",
            "--input-data", str(input_json), flag, cfg.load_range,
