@@ -18,4 +18,5 @@ def test_controller_bench_command_prints_every_policy(capsys):
 def test_default_policy_update_is_cheap():
     # The benchmark prints the real figure; CI is noisy, so the bound here is 10x loose.
     samples, finished = synthetic_samples(500, 64)
-    assert bench_policy("adaptive", samples, finished, repeats=5) < 200e-6
+    median, mean, p99 = bench_policy("adaptive", samples, finished, repeats=5)
+    assert 0 < median <= mean and median < 200e-6
