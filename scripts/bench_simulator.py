@@ -24,9 +24,10 @@ from dynabatch.controller.base import LimitDecision
 from dynabatch.core import ServingCore
 from dynabatch.engines.simulated import SimulatedExecutor
 from dynabatch.gate import AdmissionGate
+from dynabatch.data import CONV_TRACE
 from dynabatch.types import GenerationRequest
 
-DEFAULT_TRACE = Path("/work/shared/traces/azure_llm_2023_conv.csv")
+DEFAULT_TRACE = CONV_TRACE
 
 
 class FixedLimit:

@@ -3,7 +3,7 @@
 
 Drives the real ServingCore + AdmissionGate + controller + SimulatedExecutor on the
 virtual clock with Poisson arrivals whose (prompt, output) pairs are drawn from an
-Azure LLM 2023 trace (CC-BY 4.0, see /work/shared/traces/README.md), and prints
+Azure LLM 2023 trace (CC-BY 4.0, see backend/dynabatch/data/traces/README.md), and prints
 throughput, P99 TPOT/TTFT, SLA attainment and evictions per policy. Used to design
 `adaptive`; the full benchmark lives in dynabatch.bench.
 
@@ -17,13 +17,14 @@ import sys
 import time
 from pathlib import Path
 
+from dynabatch.data import TRACE_DIR
 from dynabatch.bench.workload import load_trace, resample
 from dynabatch.controller import make_controller
 from dynabatch.core import ServingCore
 from dynabatch.engines.simulated.executor import SimulatedExecutor
 from dynabatch.gate import AdmissionGate
 
-TRACES = Path("/work/shared/traces")
+TRACES = TRACE_DIR
 
 
 class Recorder:

@@ -44,12 +44,11 @@ def test_rate_scale_first_n_window_and_cap(tmp_path):
     assert len(load_trace(path, window_s=2.0)) == 2
 
 
-def test_real_traces_load():
-    root = Path("/work/shared/traces")
-    if not root.exists():
-        pytest.skip("shared traces not on this machine")
-    wl = load_trace(root / "azure_llm_2023_code.csv", first_n=500)
-    assert len(wl) == 500 and wl.items[-1].arrival_s > 0
+def test_bundled_traces_load_by_name():
+    code = load_trace("code", first_n=500)
+    assert len(code) == 500 and code.items[-1].arrival_s > 0
+    conv = load_trace("conv")
+    assert len(conv) == 19_366  # the whole Azure conversation trace ships with the package
 
 
 @pytest.mark.parametrize("text, match", [

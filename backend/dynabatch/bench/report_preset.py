@@ -11,6 +11,8 @@ headline policies, sized to finish in under 10 minutes on 2 cores. What is run:
 """
 from __future__ import annotations
 
+from ..data import CODE_TRACE, CONV_TRACE
+
 import math
 import sys
 import time
@@ -18,7 +20,7 @@ from pathlib import Path
 
 from .report import format_markdown, write_csv, write_json
 
-TRACES = ("/work/shared/traces/azure_llm_2023_conv.csv", "/work/shared/traces/azure_llm_2023_code.csv")
+TRACES = (str(CONV_TRACE), str(CODE_TRACE))  # bundled with the package (CC-BY 4.0)
 PROFILES = ("llama-2-13b-a100-40gb", "llama-2-7b-a100-80gb")
 REPORT_REQUESTS = 2000
 RATE_SCALE = {"llama-2-13b-a100-40gb": 1.0, "llama-2-7b-a100-80gb": 4.0}

@@ -19,6 +19,7 @@ from typing import Optional
 
 import numpy as np
 
+from ..data import resolve_trace
 from ..types import GenerationRequest
 
 DEFAULT_MAX_NEW_TOKENS = 1024
@@ -124,13 +125,14 @@ def _shape(items: list[WorkItem], name: str, *, rate_scale: float, first_n: Opti
 def load_trace(path: str | Path, *, rate_scale: float = 1.0, first_n: Optional[int] = None,
                window_s: Optional[float] = None,
                max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Workload:
-    """Read an Azure LLM trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`).
+    """Read an Azure LLM trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`); the names
+    `conv` and `code` select the bundled Azure traces (dynabatch.data).
 
     `rate_scale` multiplies the arrival rate (2 = twice as fast); `window_s` keeps the
     arrivals in the first so many seconds (after rescaling); `first_n` keeps the
     first N requests. A GeneratedTokens of 0 is read as 1 (the engine always emits one).
     """
-    path = Path(path)
+    path = resolve_trace(path)
     if not path.is_file():
         raise WorkloadError(f"trace file not found: {path}")
     items: list[WorkItem] = []
