@@ -2,6 +2,8 @@
 for TPOT percentiles, and an HPA-style stabiliser for the published limit."""
 from __future__ import annotations
 
+from .base import LimitDecision
+
 import math
 from collections import deque
 from typing import Optional
@@ -138,3 +140,22 @@ class Stabilizer:
     def force(self, limit: int) -> None:
         """Set the limit outright (hard signals bypass the window and the band)."""
         self.limit = limit
+
+
+class SingleBound:
+    """The shared tail of the one-bound policies: `b` is the limit, `bound` names it
+    in `decision.bounds` (a metrics label), and finished requests teach them nothing."""
+
+    bound = "limit"
+    b: int
+
+    def on_request_finish(self, state) -> None:
+        pass
+
+    @property
+    def limit(self) -> int:
+        return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        return LimitDecision(self.b, {self.bound: float(self.b)}, self.bound)

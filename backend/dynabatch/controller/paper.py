@@ -11,10 +11,10 @@ import math
 
 from ..types import ControlInput, RequestState
 from .base import LimitDecision
-from .common import Ewma, batch_sample, clamp, tpot_sample_ms
+from .common import Ewma, SingleBound, batch_sample, clamp, tpot_sample_ms
 
 
-class PaperMemoryController:
+class PaperMemoryController(SingleBound):
     """Algorithm 1: size the batch from today's mean blocks per running sequence.
 
         if waiting and running:
@@ -26,6 +26,7 @@ class PaperMemoryController:
     """
 
     name = "paper_memory"
+    bound = "memory"
 
     def __init__(self, *, total_blocks: int, memory_factor: float, lower: int, upper: int) -> None:
         self.total_blocks = total_blocks
@@ -47,19 +48,9 @@ class PaperMemoryController:
             self.b = min(max(b, self.lower), self.upper)
         return self.b
 
-    def on_request_finish(self, state: RequestState) -> None:
-        pass
-
-    @property
-    def limit(self) -> int:
-        return self.b
-
-    @property
-    def decision(self) -> LimitDecision:
-        return LimitDecision(self.b, {"memory": float(self.b)}, "memory")
 
 
-class PaperSlaController:
+class PaperSlaController(SingleBound):
     """Algorithm 2: a search window [b_low, b_high] steered by the mean TPOT.
 
     tau and b_bar are EWMAs (weight `smoothing`) of the per-iteration TPOT sample and
@@ -67,6 +58,7 @@ class PaperSlaController:
     """
 
     name = "paper_sla"
+    bound = "sla"
 
     def __init__(self, *, d_sla_ms: float, eps_ms: float, alpha: float, delta: float,
                  smoothing: float, lower: int, upper: int) -> None:
@@ -99,16 +91,6 @@ class PaperSlaController:
         self.b = clamp((lo + hi) / 2, self.lower, self.upper)
         return self.b
 
-    def on_request_finish(self, state: RequestState) -> None:
-        pass
-
-    @property
-    def limit(self) -> int:
-        return self.b
-
-    @property
-    def decision(self) -> LimitDecision:
-        return LimitDecision(self.b, {"sla": float(self.b)}, "sla")
 
 
 class PaperController:
@@ -119,22 +101,22 @@ class PaperController:
     def __init__(self, memory: PaperMemoryController, sla: PaperSlaController) -> None:
         self.memory, self.sla = memory, sla
         self.lower, self.upper = memory.lower, memory.upper
-        self._limit = min(memory.b, sla.b)
+        self.b = min(memory.b, sla.b)
 
     def update(self, sample: ControlInput) -> int:
         b = min(self.memory.update(sample), self.sla.update(sample))
-        self._limit = min(max(b, self.lower), self.upper)
-        return self._limit
+        self.b = min(max(b, self.lower), self.upper)
+        return self.b
 
     def on_request_finish(self, state: RequestState) -> None:
         pass
 
     @property
     def limit(self) -> int:
-        return self._limit
+        return self.b
 
     @property
     def decision(self) -> LimitDecision:
         m, s = self.memory.b, self.sla.b
-        return LimitDecision(self._limit, {"memory": float(m), "sla": float(s)},
+        return LimitDecision(self.b, {"memory": float(m), "sla": float(s)},
                              "memory" if m <= s else "sla")

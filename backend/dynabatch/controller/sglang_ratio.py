@@ -17,15 +17,15 @@ is assumed to look like the mean running request.
 """
 from __future__ import annotations
 
-from ..types import ControlInput, RequestState
-from .base import LimitDecision
-from .common import clamp
+from ..types import ControlInput
+from .common import SingleBound, clamp
 
 RETRACT_DECODE_STEPS = 20
 
 
-class SglangRatioController:
+class SglangRatioController(SingleBound):
     name = "sglang_ratio"
+    bound = "memory"
     wants_waiting_head = True  # sizes admission by the actual next requests
 
     def __init__(self, *, total_blocks: int, tokens_per_block: int, init_ratio: float,
@@ -38,7 +38,7 @@ class SglangRatioController:
         self.clip = clip_max_new_tokens
         self.lower, self.upper = lower, upper
         self.ratio = init_ratio
-        self._limit = lower  # nothing known before the first sample
+        self.b = lower  # nothing known before the first sample
         self.fits = 0  # queue-head requests that fit at the last update
 
     def update(self, sample: ControlInput) -> int:
@@ -75,16 +75,6 @@ class SglangRatioController:
             need = sum_prompt / n + min(sum_new / n, clip) * ratio
             fits = int(avail // need) if need > 0 else self.upper
         self.fits = fits
-        self._limit = clamp(len(running) + fits, self.lower, self.upper)
-        return self._limit
+        self.b = clamp(len(running) + fits, self.lower, self.upper)
+        return self.b
 
-    def on_request_finish(self, state: RequestState) -> None:
-        pass
-
-    @property
-    def limit(self) -> int:
-        return self._limit
-
-    @property
-    def decision(self) -> LimitDecision:
-        return LimitDecision(self._limit, {"memory": float(self._limit)}, "memory")

@@ -24,8 +24,8 @@ from __future__ import annotations
 from collections import deque
 from itertools import islice
 
-from ..types import ControlInput, RequestState
-from .base import LimitDecision
+from ..types import ControlInput
+from .common import SingleBound
 
 BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
 FALLBACK_GRANULARITY = 512
@@ -44,8 +44,9 @@ def runtime_batch_size(max_capacity_batch_size: int,
     return max_capacity_batch_size
 
 
-class TrtllmTunerController:
+class TrtllmTunerController(SingleBound):
     name = "trtllm_tuner"
+    bound = "tuner"
 
     def __init__(self, *, total_blocks: int, tokens_per_block: int, window: int,
                  lower: int, upper: int) -> None:
@@ -57,7 +58,7 @@ class TrtllmTunerController:
         self._in_sum = 0
         self._out_sum = 0
         self.capacity = 0  # getMaxCapacityBatchSize at the last update (0 = no data yet)
-        self._limit = upper
+        self.b = upper
 
     def update(self, sample: ControlInput) -> int:
         running = sample.running
@@ -75,8 +76,8 @@ class TrtllmTunerController:
             if blocks_per_seq > 0:
                 self.capacity = self.total_blocks // blocks_per_seq
                 b = min(runtime_batch_size(self.capacity), self.upper)
-                self._limit = max(b, self.lower)
-        return self._limit
+                self.b = max(b, self.lower)
+        return self.b
 
     def _push(self, prompt_len: int, max_new: int) -> None:
         if len(self._in) >= self.window:
@@ -87,13 +88,3 @@ class TrtllmTunerController:
         self._in_sum += prompt_len
         self._out_sum += max_new
 
-    def on_request_finish(self, state: RequestState) -> None:
-        pass
-
-    @property
-    def limit(self) -> int:
-        return self._limit
-
-    @property
-    def decision(self) -> LimitDecision:
-        return LimitDecision(self._limit, {"tuner": float(self._limit)}, "tuner")
