@@ -45,16 +45,23 @@ def _plt():
     return plt
 
 
+def _colour(config: str, order: list[str]) -> str:
+    """The same configuration gets the same colour in every figure."""
+    return f"C{order.index(config) % 10}" if config in order else "C9"
+
+
 def plot_vs_load(rows: Sequence[dict], path: Path, load_key: str = "rate_rps") -> Path:
     """Rows: one per (config, load) with output_tok_s, ttft_p99_s, tpot_p99_s."""
     plt = _plt()
     fig, axes = plt.subplots(1, 3, figsize=(13, 3.8))
-    for config in sorted({r["config"] for r in rows}):
+    order = list(dict.fromkeys(r["config"] for r in rows))
+    for config in order:
         rs = sorted((r for r in rows if r["config"] == config), key=lambda r: r[load_key])
         x = [r[load_key] for r in rs]
-        axes[0].plot(x, [r["output_tok_s"] for r in rs], "o-", label=config)
-        axes[1].plot(x, [r["ttft_p99_s"] * 1000 for r in rs], "o-", label=config)
-        axes[2].plot(x, [r["tpot_p99_s"] * 1000 for r in rs], "o-", label=config)
+        c = _colour(config, order)
+        axes[0].plot(x, [r["output_tok_s"] for r in rs], "o-", color=c, label=config)
+        axes[1].plot(x, [r["ttft_p99_s"] * 1000 for r in rs], "o-", color=c, label=config)
+        axes[2].plot(x, [r["tpot_p99_s"] * 1000 for r in rs], "o-", color=c, label=config)
     for ax, title in zip(axes, ("output tokens/s", "P99 TTFT (ms)", "P99 TPOT (ms)")):
         ax.set_title(title)
         ax.set_xlabel("offered load (requests/s)")
@@ -74,9 +81,11 @@ def plot_timeline(series: dict[str, dict[str, list]], path: Path, time_scale: fl
     plt = _plt()
     fig, axes = plt.subplots(2, 1, figsize=(11, 6), sharex=True)
     top = 1.0
+    order = list(series)
     for config, tl in series.items():
         t = [x / time_scale for x in tl["t"]]
-        line, = axes[0].plot(t, tl["running"], lw=1.2, label=f"{config}: running")
+        line, = axes[0].plot(t, tl["running"], lw=1.2, color=_colour(config, order),
+                             label=f"{config}: running")
         top = max([top] + [v for v in tl["running"] if v == v])
         limits = [v for v in tl["limit"] if v == v]
         if limits:
@@ -85,7 +94,7 @@ def plot_timeline(series: dict[str, dict[str, list]], path: Path, time_scale: fl
                          label=f"{config}: limit" + (f" = {limits[0]:g}" if fixed else ""))
             if not fixed:
                 top = max(top, max(limits))
-        axes[1].plot(t, [v * 100 for v in tl["kv"]], lw=1.2, label=config)
+        axes[1].plot(t, [v * 100 for v in tl["kv"]], lw=1.2, color=line.get_color(), label=config)
     # A static limit far above the batch would squash the interesting part.
     axes[0].set_ylim(0, top * 1.4)
     axes[0].set_ylabel("requests in flight")
