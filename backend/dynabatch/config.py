@@ -49,6 +49,18 @@ MODEL_PARAMS: list[ParamSpec] = [
     ParamSpec("loop_poll_ms", float, 10.0,
               "longest wait for engine events in one serving-loop pass", min=1, max=1000,
               group="model"),
+    # fault handling (docs/RELIABILITY.md)
+    ParamSpec("engine_watchdog_ms", float, 60000.0,
+              "an engine that holds requests but finishes no iteration for this long is "
+              "declared stalled: its requests fail and it is rebuilt (0 = no watchdog)",
+              min=0, group="model"),
+    ParamSpec("engine_recovery", bool, True,
+              "after an engine fault or stall, rebuild the engine and keep serving (false: "
+              "later requests get an error until the model is reloaded)", group="model"),
+    ParamSpec("enable_fault_injection", bool, False,
+              "TEST ONLY: honour the `inject_fault` request parameter (simulated engine "
+              "only; makes the engine raise or stall); never enable in production",
+              group="model"),
 ]
 
 # Keys of tensorrtllm_backend's tensorrt_llm config.pbtxt that have no meaning here:
@@ -98,6 +110,9 @@ class ModelConfig:
     policy: str
     controller_params: dict[str, Any] = field(default_factory=dict)
     engine_params: dict[str, Any] = field(default_factory=dict)
+    engine_watchdog_s: float = 60.0
+    engine_recovery: bool = True
+    enable_fault_injection: bool = False
 
 
 def triton_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
@@ -139,7 +154,10 @@ def load_config(raw: Mapping[str, str]) -> ModelConfig:
         cancel_check_s=model["cancellation_check_period_ms"] / 1000.0,
         metrics_interval_s=model["metrics_interval_ms"] / 1000.0,
         loop_poll_s=model["loop_poll_ms"] / 1000.0,
-        policy=policy, controller_params=controller, engine_params=engine)
+        policy=policy, controller_params=controller, engine_params=engine,
+        engine_watchdog_s=model["engine_watchdog_ms"] / 1000.0,
+        engine_recovery=model["engine_recovery"],
+        enable_fault_injection=model["enable_fault_injection"])
 
 
 def render_parameters_doc() -> str:

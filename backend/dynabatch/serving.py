@@ -4,6 +4,11 @@ One daemon thread owns the ServingCore: it calls `core.step()`, which hands toke
 events to the sinks, polls clients for cancellation and refreshes metrics. Triton's
 execute() thread only validates requests and calls `submit`/`stop`, which the core
 accepts from any thread.
+
+Faults (docs/RELIABILITY.md): an EngineError from the engine, or a watchdog that sees
+no engine iteration for `watchdog_s` while requests are running, fails the queued and
+running requests with a clear error and calls `recover(reason)` (the model rebuilds
+the engine) on this thread, so the core is never touched from two threads.
 """
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ import time
 from typing import Any, Callable, Optional
 
 from .core import ServingCore
+from .engines.base import EngineError
 from .types import FinishReason, GenerationRequest, RequestState, TokenEvent
 
 log = logging.getLogger("dynabatch.serving")
@@ -70,7 +76,11 @@ class TritonSink:
         self.done = True
         try:
             if event.error is not None:
-                self._send(self.make_error(event.error, event.finish_reason), self.final_flag)
+                # never admitted (queue timeout, engine fault while queued): "not now",
+                # answered like a rejection (UNAVAILABLE), not as an internal error
+                reason = (FinishReason.REJECTED if state is None
+                          and event.finish_reason == FinishReason.ERROR else event.finish_reason)
+                self._send(self.make_error(event.error, reason), self.final_flag)
             elif event.finish_reason == FinishReason.CANCELLED and self.is_cancelled():
                 self._send(None, self.final_flag)  # the client left: nothing to deliver
             elif self.streaming:
@@ -108,13 +118,18 @@ class ServingLoop:
     def __init__(self, core: ServingCore, *, poll_s: float = 0.01,
                  cancel_check_s: float = 0.05, tick_s: float = 0.1,
                  on_tick: Optional[Callable[[ServingCore], None]] = None,
-                 idle_wait_s: float = 0.1) -> None:
+                 idle_wait_s: float = 0.1, watchdog_s: float = 0.0,
+                 recover: Optional[Callable[[str], None]] = None) -> None:
         self.core = core
         self.poll_s = poll_s
         self.cancel_check_s = cancel_check_s
         self.tick_s = tick_s
         self.on_tick = on_tick
         self.idle_wait_s = idle_wait_s
+        self.watchdog_s = watchdog_s   # 0 = off
+        self.recover = recover         # called on this thread after a fault or stall
+        self.faults = 0                # engine faults + stalls seen
+        self._retry: Optional[tuple[str, float, int]] = None  # (reason, when, tries) of a failed recovery
         self._live: dict[int, TritonSink] = {}
         self._dirty: list[TritonSink] = []  # loop thread only: sinks with pending tokens
         self._lock = threading.Lock()
@@ -168,15 +183,32 @@ class ServingLoop:
 
     # ---- the loop thread ----------------------------------------------------------
     def _run(self) -> None:
-        next_cancel = next_tick = time.monotonic()
+        next_cancel = next_tick = progress = time.monotonic()
+        seen_stats = None
         while not self._stop.is_set():
             try:
                 if self.core.idle:
                     self._wake.wait(self.idle_wait_s)
                     self._wake.clear()
-                self.core.step(self.poll_s)
+                if self._retry is not None and time.monotonic() >= self._retry[1]:
+                    self._try_recover(*self._retry[::2])
+                try:
+                    dispatched = self.core.step(self.poll_s)
+                except EngineError as exc:  # the core already failed its requests
+                    self._fault(f"engine failure: {exc}", fail=False)
+                    progress = time.monotonic()
+                    continue
                 self._flush()
                 now = time.monotonic()
+                # watchdog: an engine holding requests must finish iterations
+                if dispatched or self.core.last_stats is not seen_stats or not self.core.running:
+                    progress, seen_stats = now, self.core.last_stats
+                elif self.watchdog_s and now - progress > self.watchdog_s:
+                    self._fault(f"engine stalled: no iteration finished for {now - progress:.1f} s "
+                                f"(engine_watchdog_ms={self.watchdog_s * 1000:g}); request aborted",
+                                fail=True)
+                    progress = time.monotonic()
+                    continue
                 if now >= next_cancel:
                     next_cancel = now + self.cancel_check_s
                     self._check_cancelled()
@@ -185,11 +217,33 @@ class ServingLoop:
                     if self.on_tick is not None:
                         self.on_tick(self.core)
             except Exception:
-                # An engine fault already failed the in-flight requests (ServingCore);
-                # keep serving what comes next, but do not spin on a dead engine.
+                # A bug, or an engine call that failed outside poll (cancel): keep serving
+                # what comes next, but do not spin on a broken engine.
                 self.errors += 1
                 log.exception("serving loop step failed (%d so far)", self.errors)
                 self._stop.wait(min(1.0, 0.05 * self.errors))
+
+    def _fault(self, reason: str, *, fail: bool) -> None:
+        """Fail what the engine held (unless the core already did), then recover."""
+        self.faults += 1
+        log.error("%s", reason)
+        if fail:
+            self.core.fail_all(reason)
+        if self._retry is None:
+            self._try_recover(reason, 0)
+        else:  # a rebuild already failed and waits for its retry: do not spin
+            self._stop.wait(0.1)
+
+    def _try_recover(self, reason: str, tries: int) -> None:
+        """Call `recover`; when it fails, retry later with a growing delay (at most 30 s)."""
+        self._retry = None
+        if self.recover is None:
+            return
+        try:
+            self.recover(reason)
+        except Exception:
+            log.exception("engine recovery failed (attempt %d)", tries + 1)
+            self._retry = (reason, time.monotonic() + min(30.0, 0.5 * 2 ** tries), tries + 1)
 
     def _mark_dirty(self, sink: TritonSink) -> None:
         self._dirty.append(sink)

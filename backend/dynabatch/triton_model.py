@@ -5,6 +5,8 @@ controller, gate, ServingCore, metrics, and start the serving loop thread.
 execute: validate each request (errors go to that request only) and submit it; the
 responses are sent later from the loop thread (decoupled transaction policy).
 finalize: stop the loop, fail what is left with a clear error, shut the engine down.
+Engine faults and stalls: the loop fails the requests the engine held and calls
+`_recover`, which rebuilds engine + controller (docs/RELIABILITY.md).
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import itertools
 import json
 import logging
 import threading
-from typing import Any, Optional
+from typing import Any, Mapping, Optional
 
 import triton_python_backend_utils as pb_utils
 
@@ -48,6 +50,10 @@ def _triton_error(message: str, code: Optional[int]) -> Any:
     return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
+class _Unavailable(Exception):
+    """The model cannot take requests now (shutting down, engine being rebuilt)."""
+
+
 class _TritonLogHandler(logging.Handler):
     """Route the package's logging into Triton's log (pb_utils.Logger)."""
 
@@ -72,6 +78,45 @@ def _route_logging() -> None:
         root.addHandler(handler)
         root.setLevel(logging.INFO)
         root.propagate = False
+
+
+def _shutdown_bounded(engine: Any, timeout_s: float) -> None:
+    """engine.shutdown() in a daemon thread: a hung engine must not hang Triton."""
+    def run() -> None:
+        try:
+            engine.shutdown()
+        except Exception:
+            log.exception("engine shutdown failed")
+    t = threading.Thread(target=run, name="dynabatch-engine-shutdown", daemon=True)
+    t.start()
+    t.join(timeout_s)
+    if t.is_alive():
+        log.error("engine shutdown did not finish within %.0f s; leaving it", timeout_s)
+
+
+FAULT_KINDS = ("raise", "stall")
+
+
+def _fault_request(params: Mapping[str, Any]) -> Optional[dict]:
+    """The test-only `inject_fault` request parameter, checked: kind, after_iterations,
+    stall_s. Only ever calls the engine's own inject_fault (no code, no paths)."""
+    kind = params.get("inject_fault")
+    if kind is None:
+        return None
+    if kind not in FAULT_KINDS:
+        raise RequestError(f"inject_fault must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
+    out = {"kind": kind}
+    for name, cast, hi in (("fault_after_iterations", int, 1_000_000), ("fault_stall_s", float, 3600.0)):
+        value = params.get(name, 0)
+        try:
+            value = cast(value)
+            if isinstance(params.get(name), bool) or not 0 <= value <= hi:
+                raise ValueError
+        except (TypeError, ValueError):
+            raise RequestError(f"request parameter '{name}' must be a number in [0, {hi:g}], "
+                               f"got {params.get(name)!r}") from None
+        out[name] = value
+    return out
 
 
 def _engine_vocab(engine: Any) -> int:
@@ -105,9 +150,12 @@ class TritonPythonModel:
             self.limits = Limits(max_new_tokens_limit=cfg.max_new_tokens_limit,
                                  max_prompt_len=cfg.max_prompt_len,
                                  vocab_size=cfg.vocab_size or _engine_vocab(self.engine))
+            self.unavailable: Optional[str] = None  # why new requests are refused (fault)
+            self.engine_restarts = 0
             self.loop = ServingLoop(self.core, poll_s=cfg.loop_poll_s,
                                     cancel_check_s=cfg.cancel_check_s,
-                                    tick_s=cfg.metrics_interval_s, on_tick=self.metrics.update)
+                                    tick_s=cfg.metrics_interval_s, on_tick=self.metrics.update,
+                                    watchdog_s=cfg.engine_watchdog_s, recover=self._recover)
             self._ids = itertools.count(1)
             self._by_triton_id: dict[str, int] = {}  # for the `stop` input
             self._ids_lock = threading.Lock()
@@ -129,6 +177,8 @@ class TritonPythonModel:
             except RequestError as exc:
                 self._reject(sender, str(exc), pb_utils.TritonError.INVALID_ARG
                              if hasattr(pb_utils.TritonError, "INVALID_ARG") else None)
+            except _Unavailable as exc:
+                self._reject(sender, str(exc), _error_code(FinishReason.REJECTED))
             except Exception as exc:  # never let one request take the model down
                 log.exception("request failed before admission")
                 self._reject(sender, f"internal error: {exc}", None)
@@ -147,11 +197,20 @@ class TritonPythonModel:
         rid = next(self._ids)
         req = to_generation_request(tensors, params, request_id=rid, limits=self.limits,
                                     arrival_time=self.engine.now())
+        vocab = self.limits.vocab_size
+        for name, value in (("end_id", req.end_id), ("pad_id", req.pad_id)):
+            if vocab and value is not None and value >= vocab:
+                raise RequestError(f"{name} {value} is outside the vocabulary [0, {vocab})")
         error = self.core.admission_error(req)  # e.g. prompt + output beyond the KV cache
         if error is not None:
             raise RequestError(error)
+        fault = _fault_request(params)
         if not self.loop.alive:
-            raise RequestError("the model is shutting down")
+            raise _Unavailable("the model is shutting down")
+        if self.unavailable is not None:
+            raise _Unavailable(self.unavailable)
+        if fault is not None:
+            self._inject(fault)
         prefix = None if (req.streaming or self.config.exclude_input_in_output) else list(req.prompt_ids)
         if triton_id:
             with self._ids_lock:
@@ -167,6 +226,48 @@ class TritonPythonModel:
                           make_response=self._response, make_error=self._error,
                           prefix=prefix, on_done=forget)
         self.loop.submit(req, sink)
+
+    def _inject(self, fault: dict) -> None:
+        """Test only (enable_fault_injection): arm the simulated engine's fault hook."""
+        if not self.config.enable_fault_injection:
+            raise RequestError("inject_fault: fault injection is disabled "
+                               "(model parameter enable_fault_injection=false)")
+        engine = self.core.engine
+        if not hasattr(engine, "inject_fault"):
+            raise RequestError(f"inject_fault: engine '{self.config.engine}' has no fault hook")
+        log.warning("test fault injected: %s", fault)
+        engine.inject_fault(fault["kind"], after_iterations=fault["fault_after_iterations"],
+                            stall_s=fault["fault_stall_s"])
+
+    def _recover(self, reason: str) -> None:
+        """Loop thread, after a fault: the core has failed every request the engine held.
+        Rebuild engine and controller (as at load) so serving goes on; the old engine is
+        shut down with a bound. Raises when the rebuild fails (the loop retries later)."""
+        cfg = self.config
+        _shutdown_bounded(self.core.engine, 5.0)
+        if not cfg.engine_recovery:
+            self.unavailable = (f"engine unavailable after a fault ({reason}); "
+                                "engine_recovery=false: reload the model")
+            return
+        # requests that arrive meanwhile wait in the core's inbox and go to the new engine
+        try:
+            engine = make_engine(cfg.engine, cfg.engine_params,
+                                 max_batch_size=cfg.max_batch_size, realtime=True)
+            try:
+                controller = make_controller(cfg.policy, cfg.controller_params,
+                                             max_batch_size=cfg.max_batch_size,
+                                             kv_capacity=engine.kv_capacity)
+            except BaseException:
+                _shutdown_bounded(engine, 5.0)
+                raise
+        except Exception as exc:
+            self.unavailable = (f"engine unavailable: rebuilding it after a fault failed "
+                                f"({exc}); retrying")
+            raise
+        self.core.engine, self.core.controller, self.engine = engine, controller, engine
+        self.engine_restarts += 1
+        self.unavailable = None
+        log.warning("engine rebuilt after a fault (%d so far): %s", self.engine_restarts, reason)
 
     def _stop(self, triton_id: str, sender: Any) -> None:
         """`stop`=true ends the in-flight request that has the same request id."""
@@ -203,7 +304,4 @@ class TritonPythonModel:
             loop.close("the model is being unloaded (server shutting down): request aborted")
         engine = getattr(self, "engine", None)
         if engine is not None:
-            try:
-                engine.shutdown()
-            except Exception:
-                log.exception("engine shutdown failed")
+            _shutdown_bounded(engine, 10.0)
