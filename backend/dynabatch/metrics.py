@@ -13,6 +13,7 @@ from typing import Any, Optional
 
 from .core import ServingCore
 from .telemetry import GpuTelemetry
+from .types import IterationStats
 
 TRTLLM_FAMILIES = {
     # family: (description, label key, {label value: IterationStats reader})
@@ -42,6 +43,18 @@ TRTLLM_FAMILIES = {
         "timestamp": lambda s, core: int(time.time()),
     }),
 }
+
+def _idle_stats(core: ServingCore) -> IterationStats:
+    """Iteration stats of an engine that holds nothing. An engine that learns its KV
+    size only from its first iteration (TensorRT-LLM) reports 0 blocks until then."""
+    cap = core.engine.kv_capacity
+    blocks = cap.total_blocks if cap.total_tokens < 2**31 - 1 else 0
+    return IterationStats(
+        iter=0, timestamp=0.0, iter_latency_ms=0.0, num_active_requests=0,
+        num_queued_requests=0, num_completed_requests=0,
+        max_num_active_requests=core.engine.max_batch_size, max_num_blocks=blocks,
+        free_num_blocks=blocks, used_num_blocks=0, tokens_per_block=cap.tokens_per_block)
+
 
 REQUEST_OUTCOMES = ("submitted", "accepted", "completed", "cancelled", "failed")
 
@@ -107,7 +120,11 @@ class TritonMetrics:
 
     def update(self, core: ServingCore) -> None:
         s = core.last_stats
-        if s is not None and not core.running and not len(core.gate):
+        if s is None:
+            # No iteration yet (a fresh load or reload): show this engine's idle state,
+            # never what a previous instance of the model left in Triton's registry.
+            self._trtllm_set(_idle_stats(core), core)
+        elif not core.running and not len(core.gate):
             # An idle engine runs no iterations, so its last stats still show the last
             # request. The core holds none now: every request got its final event, which
             # (Engine protocol) frees its KV blocks; report that idle state.
@@ -116,8 +133,7 @@ class TritonMetrics:
                 num_context_requests=0, num_gen_requests=0, num_paused_requests=0,
                 num_ctx_tokens=0, used_num_blocks=0, free_num_blocks=s.max_num_blocks)
         if s is not None:
-            for metric, reader in self._trtllm:
-                metric.set(reader(s, core))
+            self._trtllm_set(s, core)
             self._update_tpot(s)
         decision = core.controller.decision
         self._limit.set(decision.limit)
@@ -144,6 +160,10 @@ class TritonMetrics:
                   "completed": n.completed, "cancelled": n.cancelled, "failed": n.failed}
         for outcome, metric in self._requests.items():
             self._advance("req_" + outcome, metric, totals[outcome])
+
+    def _trtllm_set(self, s: IterationStats, core: ServingCore) -> None:
+        for metric, reader in self._trtllm:
+            metric.set(reader(s, core))
 
     def _update_tpot(self, s) -> None:
         """Mean step time over the iterations since the last update, while decoding."""
