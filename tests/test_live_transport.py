@@ -6,7 +6,7 @@ import pytest
 
 from dynabatch.live.transport import run_transport
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(300)]
 
 
 def test_transport_measures_both_models(tmp_path):

@@ -7,107 +7,36 @@ a server restart. `stop()` always ends the process (terminate, then kill).
 """
 from __future__ import annotations
 
-import os
 import re
 import shutil
-import socket
-import subprocess
-import sys
 import time
 import urllib.request
 from pathlib import Path
 from typing import Optional
 
+from dynabatch.live.pbtxt import set_parameters
+from dynabatch.live.server import TritonServer as LiveTritonServer
+from dynabatch.live.server import free_port, kill_children  # noqa: F401  (used by tests)
+
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "model_repository"
 
 
-def triton_home() -> Path:
-    import pytriton
-    return Path(pytriton.__file__).parent / "tritonserver"
+class TritonServer(LiveTritonServer):
+    """The project's own launcher (dynabatch.live.server) in explicit model-control
+    mode over a temp copy of model_repository/, with test helpers on top."""
 
-
-def kill_children(pid: int) -> None:
-    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
-    for child in out.stdout.split():
-        try:
-            os.kill(int(child), 9)
-        except (ProcessLookupError, ValueError):
-            pass
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-_PARAM = re.compile(r'parameters\s*\{\s*key:\s*"(?P<key>[^"]+)"\s*value:\s*\{\s*'
-                    r'string_value:\s*"(?P<val>[^"]*)"\s*\}\s*\}\s*')
-
-
-def set_parameters(text: str, values: dict) -> str:
-    """Replace the named parameters' values in config.pbtxt text; append new ones."""
-    remaining = {k: str(v) for k, v in values.items()}
-
-    def swap(m: re.Match) -> str:
-        if m.group("key") not in remaining:
-            return m.group(0)
-        return (f'parameters {{\n  key: "{m.group("key")}"\n'
-                f'  value: {{ string_value: "{remaining.pop(m.group("key"))}" }}\n}}\n')
-
-    text = _PARAM.sub(swap, text)
-    for key, value in remaining.items():
-        text += f'parameters {{\n  key: "{key}"\n  value: {{ string_value: "{value}" }}\n}}\n'
-    return text
-
-
-class TritonServer:
     def __init__(self, workdir: Path, startup_timeout_s: float = 60.0) -> None:
         self.workdir = Path(workdir)
         self.repo = self.workdir / "models"
-        self.log_path = self.workdir / "tritonserver.log"
-        self.startup_timeout_s = startup_timeout_s
-        self.http_port, self.grpc_port, self.metrics_port = free_port(), free_port(), free_port()
-        self.proc: Optional[subprocess.Popen] = None
-        self._log = None
-
-    @property
-    def http_url(self) -> str:
-        return f"127.0.0.1:{self.http_port}"
-
-    @property
-    def grpc_url(self) -> str:
-        return f"127.0.0.1:{self.grpc_port}"
-
-    @property
-    def metrics_url(self) -> str:
-        return f"http://127.0.0.1:{self.metrics_port}/metrics"
+        super().__init__(model_repository=self.repo, log_path=self.workdir / "tritonserver.log",
+                         startup_timeout_s=startup_timeout_s, exit_timeout_s=5,
+                         extra_args=("--model-control-mode=explicit", "--metrics-interval-ms=100"),
+                         health_path="/v2/health/live")
 
     def start(self) -> "TritonServer":
         shutil.copytree(MODEL_REPOSITORY, self.repo)
-        home = triton_home()
-        env = dict(os.environ)
-        # The Python-backend stub runs the first python3 on PATH: the project's venv.
-        env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-        cmd = [str(home / "bin" / "tritonserver"), f"--model-repository={self.repo}",
-               f"--backend-directory={home / 'backends'}", "--model-control-mode=explicit",
-               "--http-address=127.0.0.1", "--grpc-address=127.0.0.1",
-               "--metrics-address=127.0.0.1", f"--http-port={self.http_port}",
-               f"--grpc-port={self.grpc_port}", f"--metrics-port={self.metrics_port}",
-               "--allow-metrics=true", "--allow-gpu-metrics=false", "--metrics-interval-ms=100",
-               "--exit-timeout-secs=5", "--log-verbose=0"]
-        self._log = open(self.log_path, "wb")
-        self.proc = subprocess.Popen(cmd, stdout=self._log, stderr=subprocess.STDOUT, env=env)
-        deadline = time.monotonic() + self.startup_timeout_s
-        while time.monotonic() < deadline:
-            if self.proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited ({self.proc.returncode}):\n{self.log_tail()}")
-            if self._get(f"http://{self.http_url}/v2/health/live") == 200:
-                return self
-            time.sleep(0.2)
-        self.stop()
-        raise RuntimeError(f"tritonserver not live after {self.startup_timeout_s} s:\n{self.log_tail()}")
+        return super().start()
 
     def load(self, name: str = "tensorrt_llm", **params) -> None:
         """Rewrite the model's parameters (temp copy) and (re)load it; raises on failure."""
@@ -158,27 +87,6 @@ class TritonServer:
 
     def is_ready(self, name: str = "tensorrt_llm") -> bool:
         return self._get(f"http://{self.http_url}/v2/models/{name}/ready") == 200
-
-    def log_tail(self, n: int = 60) -> str:
-        try:
-            return "\n".join(self.log_path.read_text(errors="replace").splitlines()[-n:])
-        except OSError:
-            return ""
-
-    def stop(self) -> None:
-        if self.proc is not None and self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(timeout=20)
-            except subprocess.TimeoutExpired:
-                # tritonserver 2.51 can hang after its exit timeout; its Python-backend
-                # stubs do not always notice a killed parent, so end them first
-                kill_children(self.proc.pid)
-                self.proc.kill()
-                self.proc.wait(timeout=10)
-        if self._log is not None:
-            self._log.close()
-            self._log = None
 
     @staticmethod
     def _get(url: str) -> int:

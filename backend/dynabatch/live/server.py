@@ -23,6 +23,17 @@ def triton_home() -> Path:
     return Path(pytriton.__file__).parent / "tritonserver"
 
 
+def kill_children(pid: int) -> None:
+    """SIGKILL the direct children of `pid` (Python-backend stubs do not always notice
+    a killed tritonserver)."""
+    out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
+    for child in out.stdout.split():
+        try:
+            os.kill(int(child), 9)
+        except (ProcessLookupError, ValueError):
+            pass
+
+
 def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -38,6 +49,8 @@ class TritonServer:
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
+    extra_args: tuple = ()                   # more tritonserver flags
+    health_path: str = "/v2/health/ready"    # what "started" means
     proc: Optional[subprocess.Popen] = None
 
     @property
@@ -66,7 +79,7 @@ class TritonServer:
                "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
                "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
                "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=false",
-               f"--exit-timeout-secs={self.exit_timeout_s}", "--log-verbose=0"]
+               f"--exit-timeout-secs={self.exit_timeout_s}", "--log-verbose=0", *self.extra_args]
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if self.log_path:
@@ -76,7 +89,7 @@ class TritonServer:
 
     def _wait_ready(self) -> None:
         deadline = time.monotonic() + self.startup_timeout_s
-        url = f"http://{self.http_url}/v2/health/ready"
+        url = f"http://{self.http_url}{self.health_path}"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
                 raise RuntimeError(f"tritonserver exited with {self.proc.returncode} at start-up"
@@ -91,11 +104,15 @@ class TritonServer:
         self.stop()
         raise RuntimeError(f"tritonserver not ready after {self.startup_timeout_s:g} s" + self._log_hint())
 
-    def _log_hint(self) -> str:
-        if not self.log_path or not Path(self.log_path).exists():
+    def log_tail(self, n: int = 15) -> str:
+        try:
+            return "\n".join(Path(self.log_path).read_text(errors="replace").splitlines()[-n:])
+        except (OSError, TypeError):
             return ""
-        tail = Path(self.log_path).read_text(errors="replace").splitlines()[-15:]
-        return "\n--- server log tail ---\n" + "\n".join(tail)
+
+    def _log_hint(self) -> str:
+        tail = self.log_tail()
+        return "\n--- server log tail ---\n" + tail if tail else ""
 
     def stop(self) -> None:
         if self.proc is None or self.proc.poll() is not None:
@@ -104,6 +121,9 @@ class TritonServer:
         try:
             self.proc.wait(timeout=self.exit_timeout_s + 15)
         except subprocess.TimeoutExpired:
+            # tritonserver 2.51 can hang after its exit timeout while a stream is open;
+            # end its stubs first, they do not always notice a killed parent
+            kill_children(self.proc.pid)
             self.proc.kill()
             self.proc.wait(timeout=10)
 
