@@ -13,17 +13,17 @@ Efficient generative LLM inference using phase splitting", ISCA 2024.
 from __future__ import annotations
 
 import argparse
-import csv
 import statistics
 import sys
 import time
-from datetime import datetime
 from pathlib import Path
 
 from dynabatch.controller.base import LimitDecision
 from dynabatch.core import ServingCore
 from dynabatch.engines.simulated import SimulatedExecutor
 from dynabatch.gate import AdmissionGate
+from dynabatch.bench.runner import drive_virtual
+from dynabatch.bench.workload import load_trace
 from dynabatch.data import CONV_TRACE
 from dynabatch.types import GenerationRequest
 
@@ -70,43 +70,18 @@ class Sink:
                 self.ttft.append(state.first_token_time - state.arrival_time)
 
 
-def load_trace(path: Path, max_new_tokens: int) -> list[tuple[float, GenerationRequest]]:
-    out = []
-    t0 = None
-    with open(path, newline="") as f:
-        for i, row in enumerate(csv.DictReader(f)):
-            ts = datetime.strptime(row["TIMESTAMP"][:26], "%Y-%m-%d %H:%M:%S.%f").timestamp()
-            t0 = ts if t0 is None else t0
-            prompt = int(row["ContextTokens"])
-            out.append((ts - t0, GenerationRequest(
-                request_id=i, prompt_ids=range(prompt), max_new_tokens=max_new_tokens,
-                true_output_len=int(row["GeneratedTokens"]))))
-    return out
-
 
 def replay(args: argparse.Namespace) -> int:
-    trace = load_trace(Path(args.trace), args.max_new_tokens)
+    requests = load_trace(args.trace, max_new_tokens=args.max_new_tokens).requests()
     engine = SimulatedExecutor(args.profile, max_batch_size=args.limit, max_num_tokens=args.max_num_tokens,
                                capacity_policy=args.policy, seed=0)
     core = ServingCore(engine, FixedLimit(args.limit), AdmissionGate())
     sink = Sink()
-    i, n, iterations, pauses = 0, len(trace), 0, 0
+    n = len(requests)
     wall0 = time.perf_counter()
-    for _ in range(50_000_000):  # bound; a run takes a few hundred thousand passes
-        now = engine.now()
-        while i < n and trace[i][0] <= now:
-            core.submit(trace[i][1], sink)
-            i += 1
-        core.step()
-        if engine.has_work:
-            stats = engine.step()
-            if stats is not None:
-                iterations += 1
-                pauses += stats.num_new_pauses
-        elif i < n:
-            engine.advance_to(trace[i][0])
-        elif core.idle:
-            break
+    iterations = drive_virtual(core, engine, requests, lambda i: sink,
+                               max_iterations=50_000_000, max_wall_s=args.budget_s * 10)
+    pauses = core.counters.paused_total
     wall = time.perf_counter() - wall0
     ttft = sorted(sink.ttft)
     p99 = ttft[int(0.99 * (len(ttft) - 1))] if ttft else float("nan")

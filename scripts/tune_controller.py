@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 from dynabatch.data import TRACE_DIR
+from dynabatch.bench.runner import drive_virtual
 from dynabatch.bench.workload import load_trace, resample
 from dynabatch.controller import make_controller
 from dynabatch.core import ServingCore
@@ -50,20 +51,9 @@ def run(policy: str, params: dict, workload, *, profile: str, max_batch: int,
     core = ServingCore(engine, ctl, AdmissionGate())
     sink = Recorder()
     reqs = workload.requests()
-    i, limits = 0, []
-    for _ in range(max_iters):
-        now = engine.now()
-        while i < len(reqs) and reqs[i].arrival_time <= now:
-            core.submit(reqs[i], sink)
-            i += 1
-        core.step()
-        limits.append(ctl.limit)
-        if engine.has_work:
-            engine.step()
-        elif i < len(reqs):
-            engine.advance_to(reqs[i].arrival_time)
-        elif core.idle:
-            break
+    limits: list[int] = []
+    drive_virtual(core, engine, reqs, lambda i: sink, max_iterations=max_iters,
+                  on_pass=lambda: limits.append(ctl.limit))
     done = [s for s in sink.done if s.first_token_time is not None]
     span = max(s.finish_time for s in done) - min(s.arrival_time for s in done)
     out_tokens = sum(s.generated for s in done)

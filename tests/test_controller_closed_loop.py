@@ -12,6 +12,7 @@ import random
 import pytest
 
 from dynabatch.controller import make_controller
+from dynabatch.bench.runner import drive_virtual
 from dynabatch.core import ServingCore
 from dynabatch.engines.simulated.executor import SimulatedExecutor
 from dynabatch.gate import AdmissionGate
@@ -43,22 +44,9 @@ def drive(policy, params, requests, *, profile, max_batch, max_iters=200_000):
     engine = SimulatedExecutor(profile, max_batch_size=max_batch, capacity_policy="max_utilization")
     ctl = make_controller(policy, params, max_batch_size=max_batch, kv_capacity=engine.kv_capacity)
     core = ServingCore(engine, ctl, AdmissionGate())
-    sink, trace, i = Recorder(), [], 0
-    for _ in range(max_iters):
-        now = engine.now()
-        while i < len(requests) and requests[i].arrival_time <= now:
-            core.submit(requests[i], sink)
-            i += 1
-        core.step()
-        trace.append((engine.now(), ctl.limit, len(core.gate)))
-        if engine.has_work:
-            engine.step()
-        elif i < len(requests):
-            engine.advance_to(requests[i].arrival_time)
-        elif core.idle:
-            break
-    else:
-        pytest.fail("closed loop did not finish within its iteration budget")
+    sink, trace = Recorder(), []
+    drive_virtual(core, engine, requests, lambda i: sink, max_iterations=max_iters,
+                  on_pass=lambda: trace.append((engine.now(), ctl.limit, len(core.gate))))
     return core, ctl, sink.done, trace
 
 

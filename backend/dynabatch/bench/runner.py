@@ -9,11 +9,11 @@ from __future__ import annotations
 
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any, Callable, Optional, Sequence
 
 from ..core import ServingCore
 from ..gate import AdmissionGate
-from ..types import FinishReason, IterationStats, RequestState, TokenEvent
+from ..types import FinishReason, GenerationRequest, IterationStats, RequestState, TokenEvent
 from .metrics import RequestRecord, Slo, summarize
 from .oracle import OracleController
 from .workload import Workload
@@ -103,6 +103,42 @@ def make_policy_controller(spec: PolicySpec, params: dict, *, max_batch_size: in
                            kv_capacity=engine.kv_capacity)
 
 
+def drive_virtual(core: ServingCore, engine: Any, requests: Sequence[GenerationRequest],
+                  sink_for: Callable[[int], Any], *, on_pass: Optional[Callable[[], None]] = None,
+                  name: str = "run", max_iterations: int = 20_000_000,
+                  max_wall_s: float = 600.0) -> int:
+    """Serve `requests` (in arrival order) on a simulated engine's virtual clock.
+
+    Each pass submits what has arrived by `engine.now()`, steps the core (dispatch,
+    controller update, admission), calls `on_pass`, then runs one engine iteration, or
+    jumps an idle clock to the next arrival. Returns the number of engine iterations;
+    raises when a policy stalls (requests wait, engine idle) or a bound is exceeded.
+    """
+    wall0 = time.monotonic()
+    i, n, iterations = 0, len(requests), 0
+    while True:
+        now = engine.now()
+        while i < n and requests[i].arrival_time <= now:
+            core.submit(requests[i], sink_for(i))
+            i += 1
+        core.step()
+        if on_pass is not None:
+            on_pass()
+        if engine.has_work:
+            engine.step()
+            iterations += 1
+        elif i < n:
+            engine.advance_to(requests[i].arrival_time)
+        elif core.idle:
+            return iterations
+        elif not core.running and len(core.gate):
+            raise RuntimeError(f"{name}: {len(core.gate)} requests wait with an idle "
+                               f"engine and limit {core.controller.limit}: the policy stalled")
+        if iterations > max_iterations or time.monotonic() - wall0 > max_wall_s:
+            raise RuntimeError(f"{name}: run exceeded its bound ({iterations} iterations, "
+                               f"{time.monotonic() - wall0:.0f} s wall)")
+
+
 def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
                max_batch_size: int = 256, engine_kw: Optional[dict] = None,
                controller_params: Optional[dict] = None, max_wall_s: float = 600.0,
@@ -126,13 +162,9 @@ def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
     timeline = Timeline()
     busy_s = batch_area = kv_area = 0.0
     last_stats: Optional[IterationStats] = None
-    i, n, iterations = 0, len(requests), 0
-    while True:
-        now = engine.now()
-        while i < n and requests[i].arrival_time <= now:
-            core.submit(requests[i], _Sink(records[i]))
-            i += 1
-        core.step()
+
+    def observe() -> None:
+        nonlocal last_stats, busy_s, batch_area, kv_area
         stats = core.last_stats
         if stats is not None and stats is not last_stats:
             last_stats = stats
@@ -142,19 +174,10 @@ def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
             kv_area += dt * stats.kv_occupancy
             timeline.add(stats.timestamp, controller.limit, stats.num_active_requests,
                          stats.kv_occupancy)
-        if engine.has_work:
-            engine.step()
-            iterations += 1
-        elif i < n:
-            engine.advance_to(requests[i].arrival_time)
-        elif core.idle:
-            break
-        elif not core.running and len(core.gate):
-            raise RuntimeError(f"{spec.name}: {len(core.gate)} requests wait with an idle "
-                               f"engine and limit {controller.limit}: the policy stalled")
-        if iterations > max_iterations or time.monotonic() - wall0 > max_wall_s:
-            raise RuntimeError(f"{spec.name}: run exceeded its bound ({iterations} iterations, "
-                               f"{time.monotonic() - wall0:.0f} s wall)")
+
+    iterations = drive_virtual(core, engine, requests, lambda i: _Sink(records[i]),
+                               on_pass=observe, name=spec.name, max_iterations=max_iterations,
+                               max_wall_s=max_wall_s - (time.monotonic() - wall0))
     row = {"policy": spec.name, "controller": spec.policy, "capacity_policy": spec.capacity_policy,
            "static": spec.static, "engine_max_batch": mbs, "profile": profile, "workload": workload.name,
            "max_new_tokens": workload.max_new_tokens}
