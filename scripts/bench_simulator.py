@@ -16,7 +16,6 @@ import argparse
 import statistics
 import sys
 import time
-from pathlib import Path
 
 from dynabatch.controller.base import LimitDecision
 from dynabatch.core import ServingCore
