@@ -22,14 +22,19 @@ from .latency_fit import StepLatencyFit
 # The SLO is on each request's TPOT (its mean step latency). The controller fits the step
 # latency t = a + b n + c x (x: prefill tokens) over recent iterations, and learns from
 # finished requests how far their TPOT percentile sits above the mean step latency of
-# their time (short requests, prefill-heavy stretches): k = P_q(TPOT_i / t_mean).
+# their time (short requests, prefill-heavy stretches): k = P_q(TPOT_i / t_loc), t_loc
+# the *local* mean step latency at the finish. The bound caps the latency at the busiest
+# moments; a long-run mean also averages in lighter stretches (and lags a ramp by about a
+# minute), which inflated k and held the batch well below what the SLO allows.
 _RATIO_WINDOW = 1024          # finished requests whose ratio r_i the percentile is taken over
 _RATIO_MIN_FIT = 256          # iterations in the latency fit before ratios are recorded
 _RATIO_MIN = 32               # ratios needed before k is estimated
 _STEP_EWMA = 1.0 / 8          # weight of the recent step latency / batch (slope-free fallback)
 _LATENCY_HALF_LIFE = 2048      # iterations: forgetting of the latency-vs-batch fit
+_RATIO_REF_HALF_LIFE = 64     # iterations: half-life of t_loc, the ratios' reference
 _SLA_MARGIN = 0.05            # SLA band: hold while the prediction is in [1 - 2m, 1] x target
 _SLA_JUMP = 0.15              # beyond this relative error the SLA bound jumps, within it nudges
+_SLA_NUDGE = 0.5              # a nudge goes this part of the way to the solution (>= 1)
 _SLA_START = 8                # SLA bound before any latency is seen (grows from there)
 _SCALE_MIN = 0.3              # the eviction back-off never drops the KV budget below this
 _WARMUP_FINISHED = 8          # finished requests before the length model is trusted
@@ -136,8 +141,9 @@ class AdaptiveController:
         self._log_ratios = SampleWindow(_RATIO_WINDOW)
         self.z_q = NormalDist().inv_cdf(min(tpot_percentile, 99.99) / 100.0)
         self.spread = 1.0
-        self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency, the ratio's reference
+        self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
         self._batch = Ewma(_STEP_EWMA)
+        self._ref_ms = Ewma(1.0 - 0.5 ** (1.0 / _RATIO_REF_HALF_LIFE))  # t_loc, r_i's reference
         self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
         # bounds of the last update
         self.b_memory = float(lower)  # nothing admitted before the first sample
@@ -162,8 +168,8 @@ class AdaptiveController:
         if self._survival_age >= _SURVIVAL_EVERY or len(self.lengths) <= 64:
             self._survival_age = 0
             self.survival.rebuild(self.lengths.outputs())
-        # r_i is taken against the long-run mean the SLA bound steers, once it is steady
-        step_ms = self.fit.means()[2] if self.fit.weight >= _RATIO_MIN_FIT else 0.0
+        # r_i is taken against the local mean step latency, once the fit has some history
+        step_ms = self._ref_ms.value if self.fit.weight >= _RATIO_MIN_FIT else 0.0
         if (state.generated > 1 and state.first_token_time is not None
                 and state.finish_time is not None and step_ms):
             tpot_ms = (state.finish_time - state.first_token_time) * 1e3 / (state.generated - 1)
@@ -268,6 +274,7 @@ class AdaptiveController:
         n = batch_sample(stats)
         x = stats.num_ctx_tokens / 1000.0
         self._step_ms.add(tpot)
+        self._ref_ms.add(tpot)
         self._batch.add(n)
         fit = self.fit
         fit.add(n, x, tpot)
@@ -289,22 +296,26 @@ class AdaptiveController:
                 return math.inf
             # Predict the mean step latency at the held bound from the measured operating
             # point along the fitted slope (anchoring cancels bias in the intercept).
-            # Inside the band [(1 - 2m), 1] x target: hold. A little outside: nudge by
-            # one request per stabilisation window (TPOT is flat in n, so a solved n is
-            # noisy). Far outside: jump to the solution, just inside the band.
+            # Inside the band [(1 - 2m), 1] x target: hold. A little outside: nudge half
+            # way to the solution (at least one request) once per stabilisation window
+            # (TPOT is flat in n, so a solved n is noisy; one request per window took a
+            # whole 400-request probe to recover from a cut). Far outside: jump to the
+            # solution, just inside the band.
             held = self.b_sla
             if held != math.inf:
                 err = (t_bar + slope * (held - n_bar)) / target
                 low = 1 - 2 * _SLA_MARGIN
                 if low <= err <= 1:
                     return held
-                if 1 - _SLA_JUMP <= err <= 1 + _SLA_JUMP:
-                    if now - self._last_nudge < self.stabilization_s:
-                        return held
-                    self._last_nudge = now
-                    return held - 1 if err > 1 else held + 1
             aim = 1 - _SLA_MARGIN
-            return n_bar + (aim * target - t_bar) / slope
+            solved = n_bar + (aim * target - t_bar) / slope
+            if held != math.inf and 1 - _SLA_JUMP <= err <= 1 + _SLA_JUMP:
+                if now - self._last_nudge < self.stabilization_s:
+                    return held
+                self._last_nudge = now
+                step = max(1.0, abs(solved - held) * _SLA_NUDGE)
+                return held - step if err > 1 else held + step
+            return solved
         # The batch sits still (pinned by a bound), so the slope is unknown. Assume t is
         # proportional to n: that over-states the slope, so steps are cautious up and
         # quick down, and iterated they converge to t(n) = target (and unpin the batch).
