@@ -235,19 +235,3 @@ def test_gate_head_lists_the_next_requests_in_order():
     assert [q.request.request_id for q in gate.head(4)] == [3, 1, 4, 5]
     assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]
 
-
-def test_events_of_one_pass_are_merged_per_request_keeping_first_token_time():
-    engine, rec = OneTokenEngine(), Recorder()
-    core = ServingCore(engine, FixedLimit(2), AdmissionGate())
-    core.submit(req(1, n=5), rec)
-    core.submit(req(2, n=3), rec)
-    core.step()
-    for _ in range(4):  # the loop falls behind: four iterations before the next pass
-        engine.step()
-    core.step()
-    assert [len(e.token_ids) for e in rec.events[1]] == [4]
-    assert rec.final(2).token_ids == [0, 1, 2]
-    assert core.counters.completed == 1 and core.running[1].first_token_time == pytest.approx(0.01)
-    engine.step()
-    core.step()
-    assert [e.token_ids for e in rec.events[1]] == [[0, 1, 2, 3], [4]]

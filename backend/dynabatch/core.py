@@ -96,8 +96,6 @@ class ServingCore:
         except EngineError as exc:
             self._fail_all(f"engine failure: {exc}")
             raise
-        if len(events) > 1:
-            events = self._coalesce(events)
         for event in events:
             self._dispatch(event)
         wants_head = getattr(self.controller, "wants_waiting_head", False)
@@ -176,23 +174,6 @@ class ServingCore:
             except EngineError as exc:
                 self._end(req.request_id, TokenEvent(
                     req.request_id, [], True, FinishReason.ERROR, f"engine refused request: {exc}", now))
-
-    def _coalesce(self, events: list[TokenEvent]) -> list[TokenEvent]:
-        """One event per request per pass: when the loop falls behind the engine, a
-        request's tokens travel together (one Triton response instead of many), which
-        is what keeps the Python backend's per-response cost off the token rate.
-        First-token times are recorded here, before merging hides them."""
-        merged: dict[int, TokenEvent] = {}
-        for e in events:
-            if e.token_ids:
-                state = self.running.get(e.request_id)
-                if state is not None and state.first_token_time is None:
-                    state.first_token_time = e.time
-            prev = merged.get(e.request_id)
-            merged[e.request_id] = e if prev is None else TokenEvent(
-                e.request_id, prev.token_ids + e.token_ids, e.finished,
-                e.finish_reason, e.error, e.time)
-        return list(merged.values())
 
     def _dispatch(self, event: TokenEvent) -> None:
         state = self.running.get(event.request_id)
