@@ -1,13 +1,17 @@
 # Every target sets itself up first (scripts/setup is idempotent and quick when done).
-.PHONY: setup demo test test-quick bench report calibrate serve clean
+.PHONY: setup lint demo test test-quick bench report calibrate serve clean
 
 setup:
 	@bash scripts/setup
 
+lint: setup            ## ruff (lint and format)
+	@.venv/bin/ruff check .
+	@.venv/bin/ruff format --check .
+
 demo: setup            ## live static-vs-dynamic comparison through a real tritonserver
 	@.venv/bin/python scripts/demo
 
-test: setup            ## the whole suite: unit, property, real-tritonserver and reliability tests
+test: setup lint       ## lint, then the whole suite: unit, property, real-tritonserver and reliability tests
 	@.venv/bin/python -m pytest -q -ra
 
 test-quick: setup      ## everything except the slow reliability runs

@@ -10,6 +10,7 @@
 Trace data: Azure LLM inference trace 2023 (CC-BY 4.0), Patel et al., "Splitwise:
 Efficient generative LLM inference using phase splitting", ISCA 2024.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -17,13 +18,13 @@ import statistics
 import sys
 import time
 
-from dynabatch.controller.base import LimitDecision
-from dynabatch.core import ServingCore
-from dynabatch.engines.simulated import SimulatedExecutor
-from dynabatch.gate import AdmissionGate
 from dynabatch.bench.runner import drive_virtual
 from dynabatch.bench.workload import load_trace
+from dynabatch.controller.base import LimitDecision
+from dynabatch.core import ServingCore
 from dynabatch.data import CONV_TRACE
+from dynabatch.engines.simulated import SimulatedExecutor
+from dynabatch.gate import AdmissionGate
 from dynabatch.types import GenerationRequest
 
 DEFAULT_TRACE = CONV_TRACE
@@ -69,33 +70,49 @@ class Sink:
                 self.ttft.append(state.first_token_time - state.arrival_time)
 
 
-
 def replay(args: argparse.Namespace) -> int:
     requests = load_trace(args.trace, max_new_tokens=args.max_new_tokens).requests()
-    engine = SimulatedExecutor(args.profile, max_batch_size=args.limit, max_num_tokens=args.max_num_tokens,
-                               capacity_policy=args.policy, seed=0)
+    engine = SimulatedExecutor(
+        args.profile,
+        max_batch_size=args.limit,
+        max_num_tokens=args.max_num_tokens,
+        capacity_policy=args.policy,
+        seed=0,
+    )
     core = ServingCore(engine, FixedLimit(args.limit), AdmissionGate())
     sink = Sink()
     n = len(requests)
     wall0 = time.perf_counter()
-    iterations = drive_virtual(core, engine, requests, lambda i: sink,
-                               max_iterations=50_000_000, max_wall_s=args.budget_s * 10)
+    iterations = drive_virtual(
+        core,
+        engine,
+        requests,
+        lambda i: sink,
+        max_iterations=50_000_000,
+        max_wall_s=args.budget_s * 10,
+    )
     pauses = core.counters.paused_total
     wall = time.perf_counter() - wall0
     ttft = sorted(sink.ttft)
     p99 = ttft[int(0.99 * (len(ttft) - 1))] if ttft else float("nan")
     print(f"trace            {args.trace} ({n} requests)")
-    print(f"engine           {args.profile}, {args.policy}, fixed limit {args.limit}, "
-          f"kv {engine.kv_capacity.total_blocks} blocks x {engine.kv_capacity.tokens_per_block}")
+    print(
+        f"engine           {args.profile}, {args.policy}, fixed limit {args.limit}, "
+        f"kv {engine.kv_capacity.total_blocks} blocks x {engine.kv_capacity.tokens_per_block}"
+    )
     print(f"finished         {sink.finished} ({sink.reasons}); rejected {core.counters.rejected}")
-    print(f"iterations       {iterations}, pauses {pauses}, recomputed tokens "
-          f"{core.counters.recomputed_tokens}")
+    print(
+        f"iterations       {iterations}, pauses {pauses}, recomputed tokens "
+        f"{core.counters.recomputed_tokens}"
+    )
     print(f"simulated time   {engine.now():.1f} s; output tokens {sink.tokens}")
     print(f"TTFT p99         {p99:.3f} s (simulated)")
     print(f"wall time        {wall:.2f} s  ({iterations / wall:,.0f} iterations/s)")
     ok = sink.finished == n and wall < args.budget_s
-    print(f"RESULT           {'OK' if ok else 'FAIL'}: all {n} requests finished in {wall:.1f} s "
-          f"wall (budget {args.budget_s:g} s)")
+    print(
+        f"RESULT           {'OK' if ok else 'FAIL'}: all {n} requests finished in {wall:.1f} s "
+        f"wall (budget {args.budget_s:g} s)"
+    )
     return 0 if ok else 1
 
 
@@ -113,19 +130,26 @@ def realtime(args: argparse.Namespace) -> int:
     # Timestamps are wall time / time_scale, so the gap between consecutive iterations
     # (the driver runs back to back while there is work) over iter_latency_ms (simulated)
     # is step wall time / (simulated time x scale).
-    ratios = [(b.timestamp - a.timestamp) * 1e3 / b.iter_latency_ms
-              for a, b in zip(stats, stats[1:]) if b.iter_latency_ms > 0]
+    ratios = [
+        (b.timestamp - a.timestamp) * 1e3 / b.iter_latency_ms
+        for a, b in zip(stats, stats[1:])
+        if b.iter_latency_ms > 0
+    ]
     med = statistics.median(ratios)
     print(f"profile {args.profile}, time_scale {args.time_scale:g}, {len(ratios)} iterations")
-    print(f"step wall / (simulated x scale): median {med:.4f}, p10 "
-          f"{statistics.quantiles(ratios, n=10)[0]:.4f}, p90 {statistics.quantiles(ratios, n=10)[-1]:.4f}")
+    print(
+        f"step wall / (simulated x scale): median {med:.4f}, p10 "
+        f"{statistics.quantiles(ratios, n=10)[0]:.4f}, p90 {statistics.quantiles(ratios, n=10)[-1]:.4f}"
+    )
     ok = abs(med - 1.0) <= 0.10
     print(f"RESULT {'OK' if ok else 'FAIL'}: median ratio within 10 % of 1.0")
     return 0 if ok else 1
 
 
 def main(argv=None) -> int:
-    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     sub = ap.add_subparsers(dest="mode", required=True)
     r = sub.add_parser("replay")
     r.add_argument("--trace", default=str(DEFAULT_TRACE))

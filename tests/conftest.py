@@ -1,9 +1,9 @@
 """Shared fixtures. `triton` is one real tritonserver for the whole session (see
 tests/triton_server.py); tests (re)load the model with the parameters they need."""
+
 from __future__ import annotations
 
 import pytest
-
 from triton_server import TritonServer
 
 

@@ -1,6 +1,6 @@
 """Capacity bisection on monotone fakes with known thresholds."""
-import pytest
 
+import pytest
 from dynabatch.bench.capacity import default_slo, find_capacity
 from dynabatch.bench.metrics import Slo
 

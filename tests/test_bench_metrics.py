@@ -1,16 +1,23 @@
 """Metrics on hand-made timelines: percentiles, TPOT, goodput, SLA attainment."""
+
 import math
 
 import pytest
-
 from dynabatch.bench.metrics import RequestRecord, Slo, meets_slo_percentile, percentiles, summarize
 
 SLO = Slo(ttft_s=1.0, tpot_s=0.1)
 
 
 def rec(arrival, first, finish, out, completed=True, rejected=False):
-    return RequestRecord(arrival=arrival, first_token=first, finish=finish, prompt_tokens=10,
-                         output_tokens=out, completed=completed, rejected=rejected)
+    return RequestRecord(
+        arrival=arrival,
+        first_token=first,
+        finish=finish,
+        prompt_tokens=10,
+        output_tokens=out,
+        completed=completed,
+        rejected=rejected,
+    )
 
 
 def test_per_request_latencies():
@@ -31,24 +38,24 @@ def test_percentiles_linear_interpolation():
 
 def test_summary_goodput_and_attainment():
     records = [
-        rec(0.0, 0.5, 1.5, 11),    # ttft .5, tpot .1  -> meets
-        rec(0.0, 1.5, 2.5, 11),    # ttft 1.5          -> misses (TTFT)
-        rec(1.0, 1.2, 4.2, 11),    # tpot .3           -> misses (TPOT)
-        rec(2.0, 2.1, 2.1, 1),     # one token, no TPOT -> meets
+        rec(0.0, 0.5, 1.5, 11),  # ttft .5, tpot .1  -> meets
+        rec(0.0, 1.5, 2.5, 11),  # ttft 1.5          -> misses (TTFT)
+        rec(1.0, 1.2, 4.2, 11),  # tpot .3           -> misses (TPOT)
+        rec(2.0, 2.1, 2.1, 1),  # one token, no TPOT -> meets
         RequestRecord(arrival=3.0, finish=3.0, rejected=True),  # rejected -> misses
-        rec(3.0, 3.5, 5.0, 4, completed=False),                 # failed -> misses
+        rec(3.0, 3.5, 5.0, 4, completed=False),  # failed -> misses
     ]
     row = summarize(records, None, SLO)
-    assert row["duration_s"] == pytest.approx(5.0)       # first arrival 0 -> last finish 5
+    assert row["duration_s"] == pytest.approx(5.0)  # first arrival 0 -> last finish 5
     assert row["completed"] == 4 and row["rejected"] == 1 and row["failed"] == 1
-    assert row["output_tokens"] == 34                    # completed requests only
+    assert row["output_tokens"] == 34  # completed requests only
     assert row["output_tok_s"] == pytest.approx(34 / 5.0)
     assert row["requests_s"] == pytest.approx(4 / 5.0)
     assert row["goodput_rps"] == pytest.approx(2 / 5.0)
     assert row["sla_attainment"] == pytest.approx(2 / 6)
-    assert row["ttft_p50_s"] == pytest.approx(0.35)     # median of .5, 1.5, .2, .1
+    assert row["ttft_p50_s"] == pytest.approx(0.35)  # median of .5, 1.5, .2, .1
     assert row["tpot_p99_s"] == pytest.approx(0.1 + 0.98 * 0.2)  # of .1, .1, .3
-    assert row["e2e_p50_s"] == pytest.approx(2.0)        # median of 1.5, 2.5, 3.2, .1
+    assert row["e2e_p50_s"] == pytest.approx(2.0)  # median of 1.5, 2.5, 3.2, .1
 
 
 def test_explicit_duration_and_capacity_criterion():

@@ -1,16 +1,18 @@
 """Trace parsing (Azure CSV), rescaling/filters, malformed input, synthetic arrivals."""
+
 from pathlib import Path
 
 import numpy as np
 import pytest
-
 from dynabatch.bench.workload import WorkloadError, load_trace, resample, synthetic
 
 HEADER = "TIMESTAMP,ContextTokens,GeneratedTokens\n"
-ROWS = ("2023-11-16 18:15:46.6805900,374,44\n"
-        "2023-11-16 18:15:50.9951690,396,109\n"
-        "2023-11-16 18:15:51.2224670,879,0\n"
-        "2023-11-16 18:15:48.0000000,91,16\n")  # out of order on purpose
+ROWS = (
+    "2023-11-16 18:15:46.6805900,374,44\n"
+    "2023-11-16 18:15:50.9951690,396,109\n"
+    "2023-11-16 18:15:51.2224670,879,0\n"
+    "2023-11-16 18:15:48.0000000,91,16\n"
+)  # out of order on purpose
 
 
 def write(tmp_path: Path, text: str, name: str = "t.csv") -> Path:
@@ -51,16 +53,19 @@ def test_bundled_traces_load_by_name():
     assert len(conv) == 19_366  # the whole Azure conversation trace ships with the package
 
 
-@pytest.mark.parametrize("text, match", [
-    ("", "empty file"),
-    ("time,ctx,gen\n1,2,3\n", "lacks column"),
-    (HEADER, "no requests"),
-    (HEADER + "2023-11-16 18:15:46.68,374\n", "expected 3 fields"),
-    (HEADER + "yesterday,374,44\n", "bad TIMESTAMP"),
-    (HEADER + "2023-11-16 18:15:46.68,abc,44\n", "ContextTokens must be an integer"),
-    (HEADER + "2023-11-16 18:15:46.68,0,44\n", "ContextTokens must be >= 1"),
-    (HEADER + "2023-11-16 18:15:46.68,10,-4\n", "GeneratedTokens must be >= 0"),
-])
+@pytest.mark.parametrize(
+    "text, match",
+    [
+        ("", "empty file"),
+        ("time,ctx,gen\n1,2,3\n", "lacks column"),
+        (HEADER, "no requests"),
+        (HEADER + "2023-11-16 18:15:46.68,374\n", "expected 3 fields"),
+        (HEADER + "yesterday,374,44\n", "bad TIMESTAMP"),
+        (HEADER + "2023-11-16 18:15:46.68,abc,44\n", "ContextTokens must be an integer"),
+        (HEADER + "2023-11-16 18:15:46.68,0,44\n", "ContextTokens must be >= 1"),
+        (HEADER + "2023-11-16 18:15:46.68,10,-4\n", "GeneratedTokens must be >= 0"),
+    ],
+)
 def test_malformed_files_give_clear_errors(tmp_path, text, match):
     with pytest.raises(WorkloadError, match=match):
         load_trace(write(tmp_path, text))

@@ -1,10 +1,10 @@
 """adaptive's parts: length model, CLT solve, latency fit, eviction back-off, stabiliser."""
+
 import math
 import random
 from statistics import NormalDist
 
 import pytest
-
 from dynabatch.controller import make_controller
 from dynabatch.controller.adaptive import LengthModel, slots_that_fit
 from dynabatch.controller.common import SampleWindow, Stabilizer
@@ -15,16 +15,36 @@ from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestS
 
 def stats(t, *, used=0, total=1000, latency=30.0, gen=8, ctx=0, pauses=0):
     return IterationStats(
-        iter=0, timestamp=t, iter_latency_ms=latency, num_active_requests=gen + ctx,
-        num_queued_requests=0, num_completed_requests=0, max_num_active_requests=256,
-        max_num_blocks=total, free_num_blocks=total - used, used_num_blocks=used,
-        tokens_per_block=16, num_scheduled_requests=gen + ctx, num_context_requests=ctx,
-        num_gen_requests=gen, num_new_pauses=pauses)
+        iter=0,
+        timestamp=t,
+        iter_latency_ms=latency,
+        num_active_requests=gen + ctx,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=total,
+        free_num_blocks=total - used,
+        used_num_blocks=used,
+        tokens_per_block=16,
+        num_scheduled_requests=gen + ctx,
+        num_context_requests=ctx,
+        num_gen_requests=gen,
+        num_new_pauses=pauses,
+    )
 
 
 def finished(i, prompt, out, t=1.0, reason=FinishReason.EOS):
-    return RequestState(i, prompt, 1024, 0.0, 0.0, generated=out, first_token_time=t - 0.5,
-                        finish_time=t, finish_reason=reason)
+    return RequestState(
+        i,
+        prompt,
+        1024,
+        0.0,
+        0.0,
+        generated=out,
+        first_token_time=t - 0.5,
+        finish_time=t,
+        finish_reason=reason,
+    )
 
 
 def test_length_model_matches_a_brute_force_slot_simulation():
@@ -55,8 +75,9 @@ def test_length_model_window_forgets_old_requests():
     assert model.prefill_per_decode_step() == pytest.approx(1.0)
 
 
-@pytest.mark.parametrize("mean,std,z,budget", [(100, 0, 2, 1000), (100, 50, 2, 10_000),
-                                               (1400, 900, 1.3, 16_000)])
+@pytest.mark.parametrize(
+    "mean,std,z,budget", [(100, 0, 2, 1000), (100, 50, 2, 10_000), (1400, 900, 1.3, 16_000)]
+)
 def test_slots_that_fit_solves_the_clt_bound(mean, std, z, budget):
     n = slots_that_fit(mean, std, z, budget)
     assert n * mean + z * std * math.sqrt(n) == pytest.approx(budget)
@@ -71,8 +92,11 @@ def test_latency_fit_recovers_batch_and_prefill_costs():
         n, x = rng.randint(1, 64), rng.choice([0.0, 0.0, 0.5, 2.0])
         fit.add(n, x, 9.0 + 0.15 * n + 60.0 * x + rng.gauss(0, 0.5))
     a, b, c = fit.solve()
-    assert (a, b, c) == (pytest.approx(9.0, abs=0.3), pytest.approx(0.15, abs=0.01),
-                         pytest.approx(60.0, abs=0.5))
+    assert (a, b, c) == (
+        pytest.approx(9.0, abs=0.3),
+        pytest.approx(0.15, abs=0.01),
+        pytest.approx(60.0, abs=0.5),
+    )
 
 
 def test_latency_fit_needs_batch_variation():
@@ -84,12 +108,12 @@ def test_latency_fit_needs_batch_variation():
 
 def test_stabilizer_band_window_and_force():
     s = Stabilizer(initial=100, tolerance=0.05, window_s=2.0)
-    assert s.update(103, 0.0) == 100          # inside the band
-    assert s.update(120, 0.5) == 100          # a raise needs a whole window ...
-    assert s.update(104, 1.0) == 100          # (a dip inside the window)
-    assert s.update(120, 2.6) == 100          # ... and the dip at t=1.0 is still in it
-    assert s.update(120, 3.1) == 120          # every target of the last 2 s is 120
-    assert s.update(80, 3.2) == 120           # a cut must persist for a window too
+    assert s.update(103, 0.0) == 100  # inside the band
+    assert s.update(120, 0.5) == 100  # a raise needs a whole window ...
+    assert s.update(104, 1.0) == 100  # (a dip inside the window)
+    assert s.update(120, 2.6) == 100  # ... and the dip at t=1.0 is still in it
+    assert s.update(120, 3.1) == 120  # every target of the last 2 s is 120
+    assert s.update(80, 3.2) == 120  # a cut must persist for a window too
     assert s.update(80, 5.3) == 80
     s.force(10)
     assert s.limit == 10
@@ -105,8 +129,12 @@ def test_sample_window_percentile_mean_std():
 
 
 def adaptive(**params):
-    return make_controller("adaptive", {"tpot_sla_ms": 1000, **params}, max_batch_size=256,
-                           kv_capacity=KvCapacity(1000, 16))
+    return make_controller(
+        "adaptive",
+        {"tpot_sla_ms": 1000, **params},
+        max_batch_size=256,
+        kv_capacity=KvCapacity(1000, 16),
+    )
 
 
 def test_adaptive_memory_bound_follows_learned_lengths():
@@ -141,9 +169,9 @@ def test_adaptive_eviction_backs_off_at_once_and_recovers_in_time():
     before = ctl.update(ControlInput(stats(0.0), 5, 0.1, run))
     after = ctl.update(ControlInput(stats(0.1, pauses=1), 5, 0.1, run))
     assert ctl.scale == pytest.approx(0.5)
-    assert after <= before * 0.5 + 1           # bypasses the stabilisation window
+    assert after <= before * 0.5 + 1  # bypasses the stabilisation window
     ctl.update(ControlInput(stats(2.6), 5, 0.1, run))
-    assert ctl.scale == pytest.approx(0.75)     # +1 per 10 s
+    assert ctl.scale == pytest.approx(0.75)  # +1 per 10 s
     for k in range(100):
         ctl.update(ControlInput(stats(3.0 + k * 0.1), 5, 0.1, run))
     assert ctl.scale == pytest.approx(1.0) and ctl.limit >= before - 1
@@ -172,6 +200,7 @@ def test_adaptive_ttft_pressure_lifts_the_sla_bound():
             run = {j: RequestState(j, 50, 50, 0.0, 0.0) for j in range(n)}
             ctl.update(ControlInput(stats(k * 0.02, latency=10.0 + 1.0 * n, gen=n), 10, wait, run))
         return ctl
+
     calm, pressed = run_with(0.5), run_with(5.0)
     assert calm.decision.reason == "sla" and calm.limit < 15
     assert pressed.decision.reason == "ttft" and pressed.limit > 30

@@ -1,16 +1,22 @@
 """adaptive's per-admission KV forecast (controller/kv_forecast.py) and its use."""
+
 import random
 
 import numpy as np
 import pytest
-
 from dynabatch.controller import make_controller
 from dynabatch.controller.kv_forecast import SurvivalTable
 from dynabatch.core import ServingCore
 from dynabatch.engines.base import KvCapacity
 from dynabatch.engines.simulated.executor import SimulatedExecutor
 from dynabatch.gate import AdmissionGate
-from dynabatch.types import ControlInput, FinishReason, GenerationRequest, IterationStats, RequestState
+from dynabatch.types import (
+    ControlInput,
+    FinishReason,
+    GenerationRequest,
+    IterationStats,
+    RequestState,
+)
 
 
 def arr(*v):
@@ -67,28 +73,50 @@ def test_forecast_matches_a_monte_carlo_of_the_running_set():
 
 
 def _stats(t, free, total=1000):
-    return IterationStats(iter=0, timestamp=t, iter_latency_ms=30.0, num_active_requests=2,
-                          num_queued_requests=0, num_completed_requests=0,
-                          max_num_active_requests=256, max_num_blocks=total,
-                          free_num_blocks=free, used_num_blocks=total - free, tokens_per_block=16,
-                          num_scheduled_requests=2, num_gen_requests=2)
+    return IterationStats(
+        iter=0,
+        timestamp=t,
+        iter_latency_ms=30.0,
+        num_active_requests=2,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=total,
+        free_num_blocks=free,
+        used_num_blocks=total - free,
+        tokens_per_block=16,
+        num_scheduled_requests=2,
+        num_gen_requests=2,
+    )
 
 
 def test_adaptive_admits_the_queue_head_that_fits_and_stops_at_a_big_prompt():
-    ctl = make_controller("adaptive", {"tpot_sla_ms": 1000}, max_batch_size=256,
-                          kv_capacity=KvCapacity(1000, 16))  # 16,000 tokens
+    ctl = make_controller(
+        "adaptive", {"tpot_sla_ms": 1000}, max_batch_size=256, kv_capacity=KvCapacity(1000, 16)
+    )  # 16,000 tokens
     for i in range(64):
-        ctl.on_request_finish(RequestState(i, 200, 1024, 0.0, 0.0, generated=100,
-                                           first_token_time=0.5, finish_time=1.0,
-                                           finish_reason=FinishReason.EOS))
-    running = {j: RequestState(j, 2000, 1024, 0.0, 0.0, generated=50, first_token_time=0.1)
-               for j in range(5)}  # ~10.6k tokens held now, ~10.8k at their end
+        ctl.on_request_finish(
+            RequestState(
+                i,
+                200,
+                1024,
+                0.0,
+                0.0,
+                generated=100,
+                first_token_time=0.5,
+                finish_time=1.0,
+                finish_reason=FinishReason.EOS,
+            )
+        )
+    running = {
+        j: RequestState(j, 2000, 1024, 0.0, 0.0, generated=50, first_token_time=0.1)
+        for j in range(5)
+    }  # ~10.6k tokens held now, ~10.8k at their end
     head = [(1000, 1024), (1500, 1024), (8000, 1024), (100, 1024)]
     limit = ctl.update(ControlInput(_stats(1.0, 330), 4, 0.1, running, waiting_head=head))
     assert limit == 5 + 2 and ctl.decision.reason == "memory"
     # an empty cache admits the whole visible head and extends it with typical requests
-    limit = ctl.update(ControlInput(_stats(1.1, 1000), 4, 0.1, {},
-                                    waiting_head=[(100, 1024)] * 4))
+    limit = ctl.update(ControlInput(_stats(1.1, 1000), 4, 0.1, {}, waiting_head=[(100, 1024)] * 4))
     assert limit > 4
 
 
@@ -98,9 +126,16 @@ def test_adaptive_evicts_less_than_over_admitting_at_the_same_throughput():
     rng = random.Random(2)
     reqs, t = [], 0.0
     for i in range(300):
-        reqs.append(GenerationRequest(i, [1] * max(1, int(rng.lognormvariate(6.9, 0.5))), 1024,
-                                      arrival_time=t, streaming=True,
-                                      true_output_len=max(1, int(rng.lognormvariate(5.3, 0.8)))))
+        reqs.append(
+            GenerationRequest(
+                i,
+                [1] * max(1, int(rng.lognormvariate(6.9, 0.5))),
+                1024,
+                arrival_time=t,
+                streaming=True,
+                true_output_len=max(1, int(rng.lognormvariate(5.3, 0.8))),
+            )
+        )
         t += rng.expovariate(3.0)
 
     def serve(policy, params):
@@ -111,6 +146,7 @@ def test_adaptive_evicts_less_than_over_admitting_at_the_same_throughput():
         class Sink:
             def on_event(self, event, state):
                 out[0] += len(event.token_ids)
+
         for _ in range(200_000):
             while i < len(reqs) and reqs[i].arrival_time <= engine.now():
                 core.submit(reqs[i], Sink())

@@ -1,6 +1,6 @@
 """adaptive's SLA bound: the TPOT spread k against the local step latency, and the nudge."""
-import pytest
 
+import pytest
 from dynabatch.controller import make_controller
 from dynabatch.engines.base import KvCapacity
 from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestState
@@ -8,16 +8,31 @@ from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestS
 
 def stats(t, *, latency, gen):
     return IterationStats(
-        iter=0, timestamp=t, iter_latency_ms=latency, num_active_requests=gen,
-        num_queued_requests=0, num_completed_requests=0, max_num_active_requests=256,
-        max_num_blocks=100_000, free_num_blocks=100_000, used_num_blocks=0,
-        tokens_per_block=16, num_scheduled_requests=gen, num_context_requests=0,
-        num_gen_requests=gen, num_new_pauses=0)
+        iter=0,
+        timestamp=t,
+        iter_latency_ms=latency,
+        num_active_requests=gen,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=100_000,
+        free_num_blocks=100_000,
+        used_num_blocks=0,
+        tokens_per_block=16,
+        num_scheduled_requests=gen,
+        num_context_requests=0,
+        num_gen_requests=gen,
+        num_new_pauses=0,
+    )
 
 
 def adaptive(**params):
-    return make_controller("adaptive", {"tpot_sla_ms": 100.0, "ttft_sla_s": 0, **params},
-                           max_batch_size=256, kv_capacity=KvCapacity(100_000, 16))
+    return make_controller(
+        "adaptive",
+        {"tpot_sla_ms": 100.0, "ttft_sla_s": 0, **params},
+        max_batch_size=256,
+        kv_capacity=KvCapacity(100_000, 16),
+    )
 
 
 def test_tpot_spread_is_taken_against_the_local_step_latency_on_a_ramp():
@@ -33,9 +48,19 @@ def test_tpot_spread_is_taken_against_the_local_step_latency_on_a_ramp():
         ctl.update(ControlInput(stats(now, latency=latency, gen=n), 0, 0.0, {}))
         if k % 10 == 0:
             first = now - (gen_ms - 1) * latency / 1000.0
-            ctl.on_request_finish(RequestState(k, 100, 1024, 0.0, 0.0, generated=gen_ms,
-                                               first_token_time=first, finish_time=now,
-                                               finish_reason=FinishReason.EOS))
+            ctl.on_request_finish(
+                RequestState(
+                    k,
+                    100,
+                    1024,
+                    0.0,
+                    0.0,
+                    generated=gen_ms,
+                    first_token_time=first,
+                    finish_time=now,
+                    finish_reason=FinishReason.EOS,
+                )
+            )
     assert 0.9 < ctl.spread < 1.1
 
 

@@ -1,4 +1,5 @@
 """`dynabatch controller-bench` runs and reports a per-update cost for every policy."""
+
 import re
 
 from dynabatch.cli import main

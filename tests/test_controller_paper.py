@@ -1,8 +1,8 @@
 """Algorithms 1 and 2 pinned to their formulas (DESIGN §2), and their minimum."""
+
 import math
 
 import pytest
-
 from dynabatch.controller import make_controller
 from dynabatch.controller.paper import PaperMemoryController, PaperSlaController
 from dynabatch.engines.base import KvCapacity
@@ -11,11 +11,21 @@ from dynabatch.types import ControlInput, IterationStats, RequestState
 
 def stats(*, used=0, total=1000, latency=50.0, gen=1, scheduled=None, t=0.0, **kw):
     return IterationStats(
-        iter=0, timestamp=t, iter_latency_ms=latency, num_active_requests=scheduled or gen,
-        num_queued_requests=0, num_completed_requests=0, max_num_active_requests=256,
-        max_num_blocks=total, free_num_blocks=total - used, used_num_blocks=used,
-        tokens_per_block=16, num_scheduled_requests=scheduled if scheduled is not None else gen,
-        num_gen_requests=gen, **kw)
+        iter=0,
+        timestamp=t,
+        iter_latency_ms=latency,
+        num_active_requests=scheduled or gen,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=total,
+        free_num_blocks=total - used,
+        used_num_blocks=used,
+        tokens_per_block=16,
+        num_scheduled_requests=scheduled if scheduled is not None else gen,
+        num_gen_requests=gen,
+        **kw,
+    )
 
 
 def running(n):
@@ -28,18 +38,22 @@ def sample(st, *, waiting=0, n_running=0):
 
 # ---- Algorithm 1 ------------------------------------------------------------------
 
+
 def alg1(total, used, n, factor, lo, hi):
     b = math.floor(total * factor / (used / n))
     return min(max(max(b, n), lo), hi)
 
 
-@pytest.mark.parametrize("total,used,n,factor,lo,hi", [
-    (1000, 400, 20, 0.95, 1, 256),    # 47
-    (1000, 900, 30, 0.95, 1, 256),    # floor(950/30) = 31
-    (1000, 990, 50, 0.90, 1, 256),    # floor(900/19.8) = 45 < running 50 -> 50
-    (1000, 10, 10, 0.95, 1, 64),      # 950 -> upper 64
-    (5000, 4000, 4, 0.95, 8, 64),     # 4 -> lower 8
-])
+@pytest.mark.parametrize(
+    "total,used,n,factor,lo,hi",
+    [
+        (1000, 400, 20, 0.95, 1, 256),  # 47
+        (1000, 900, 30, 0.95, 1, 256),  # floor(950/30) = 31
+        (1000, 990, 50, 0.90, 1, 256),  # floor(900/19.8) = 45 < running 50 -> 50
+        (1000, 10, 10, 0.95, 1, 64),  # 950 -> upper 64
+        (5000, 4000, 4, 0.95, 8, 64),  # 4 -> lower 8
+    ],
+)
 def test_algorithm1_formula(total, used, n, factor, lo, hi):
     ctl = PaperMemoryController(total_blocks=total, memory_factor=factor, lower=lo, upper=hi)
     got = ctl.update(sample(stats(used=used, total=total), waiting=3, n_running=n))
@@ -65,6 +79,7 @@ def test_algorithm1_uses_engine_block_count():
 
 
 # ---- Algorithm 2 ------------------------------------------------------------------
+
 
 def make_sla(**kw):
     args = dict(d_sla_ms=50.0, eps_ms=5.0, alpha=4.0, delta=2.0, smoothing=1.0, lower=1, upper=100)
@@ -129,9 +144,14 @@ def test_algorithm2_ignores_prefill_only_steps():
 
 # ---- paper = min of both ----------------------------------------------------------
 
+
 def test_paper_is_min_of_both_and_names_binding_bound():
-    ctl = make_controller("paper", {"tpot_sla_ms": "50", "sla_smoothing": "1"},
-                          max_batch_size=100, kv_capacity=KvCapacity(1000, 16))
+    ctl = make_controller(
+        "paper",
+        {"tpot_sla_ms": "50", "sla_smoothing": "1"},
+        max_batch_size=100,
+        kv_capacity=KvCapacity(1000, 16),
+    )
     # memory: floor(950 / (900/30)) = 31; sla from [1,100]: tau 20 < 45 -> [min(30,96), 100] -> 65
     got = ctl.update(sample(stats(used=900, latency=20.0, gen=30), waiting=2, n_running=30))
     assert got == 31

@@ -1,6 +1,6 @@
 """static, trtllm_tuner, sglang_ratio and the factory/parameter contract."""
-import pytest
 
+import pytest
 from dynabatch.controller import CONTROLLER_PARAMS, POLICIES, make_controller
 from dynabatch.controller.trtllm_tuner import runtime_batch_size
 from dynabatch.engines.base import KvCapacity
@@ -12,24 +12,42 @@ KV = KvCapacity(1000, 16)
 
 def stats(*, used=0, total=1000, latency=30.0, gen=1, pauses=0, t=0.0):
     return IterationStats(
-        iter=0, timestamp=t, iter_latency_ms=latency, num_active_requests=gen,
-        num_queued_requests=0, num_completed_requests=0, max_num_active_requests=256,
-        max_num_blocks=total, free_num_blocks=total - used, used_num_blocks=used,
-        tokens_per_block=16, num_scheduled_requests=gen, num_gen_requests=gen,
-        num_new_pauses=pauses)
+        iter=0,
+        timestamp=t,
+        iter_latency_ms=latency,
+        num_active_requests=gen,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=total,
+        free_num_blocks=total - used,
+        used_num_blocks=used,
+        tokens_per_block=16,
+        num_scheduled_requests=gen,
+        num_gen_requests=gen,
+        num_new_pauses=pauses,
+    )
 
 
 def state(i, prompt, max_new, generated=0, started=True):
-    return RequestState(i, prompt, max_new, 0.0, 0.0, generated=generated,
-                        first_token_time=0.0 if started else None)
+    return RequestState(
+        i, prompt, max_new, 0.0, 0.0, generated=generated, first_token_time=0.0 if started else None
+    )
 
 
 # ---- factory ----------------------------------------------------------------------
 
+
 def test_every_policy_builds_and_reports_stable_bound_names():
-    names = {"static": {"static"}, "paper_memory": {"memory"}, "paper_sla": {"sla"},
-             "paper": {"memory", "sla"}, "adaptive": {"memory", "sla"},
-             "trtllm_tuner": {"tuner"}, "sglang_ratio": {"memory"}}
+    names = {
+        "static": {"static"},
+        "paper_memory": {"memory"},
+        "paper_sla": {"sla"},
+        "paper": {"memory", "sla"},
+        "adaptive": {"memory", "sla"},
+        "trtllm_tuner": {"tuner"},
+        "sglang_ratio": {"memory"},
+    }
     assert set(POLICIES) == set(names)
     for policy in POLICIES:
         ctl = make_controller(policy, max_batch_size=64, kv_capacity=KV)
@@ -55,8 +73,12 @@ def test_params_parse_strings_and_typed_values_alike():
     with pytest.raises(ConfigError, match="tpot_sla_ms"):
         make_controller("paper_sla", {"tpot_sla_ms": "fast"}, max_batch_size=8, kv_capacity=KV)
     with pytest.raises(ConfigError, match="batch_size_lower"):
-        make_controller("paper", {"batch_size_lower": 9, "batch_size_upper": 8},
-                        max_batch_size=8, kv_capacity=KV)
+        make_controller(
+            "paper",
+            {"batch_size_lower": 9, "batch_size_upper": 8},
+            max_batch_size=8,
+            kv_capacity=KV,
+        )
     with pytest.raises(ConfigError, match="batch_size_upper"):
         make_controller("paper", {"batch_size_upper": 9}, max_batch_size=8, kv_capacity=KV)
 
@@ -77,9 +99,23 @@ def test_param_specs_are_unique_and_defaults_valid():
 
 # ---- trtllm_tuner -----------------------------------------------------------------
 
-@pytest.mark.parametrize("capacity,expected", [
-    (1, 128), (143, 128), (144, 256), (335, 256), (671, 512), (831, 768), (1279, 1024),
-    (1663, 1536), (1665, 1665), (2049, 2048), (2200, 2200)])
+
+@pytest.mark.parametrize(
+    "capacity,expected",
+    [
+        (1, 128),
+        (143, 128),
+        (144, 256),
+        (335, 256),
+        (671, 512),
+        (831, 768),
+        (1279, 1024),
+        (1663, 1536),
+        (1665, 1665),
+        (2049, 2048),
+        (2200, 2200),
+    ],
+)
 def test_tuner_batch_size_table(capacity, expected):
     # the same cases as TensorRT-LLM's DynamicBatchConfig.RuntimeBatchSize unit test
     assert runtime_batch_size(capacity) == expected
@@ -108,6 +144,7 @@ def test_tuner_moving_average_mixes_iterations_and_caps_at_max_batch():
 
 
 # ---- sglang_ratio -----------------------------------------------------------------
+
 
 def sg(**kw):
     return make_controller("sglang_ratio", kw, max_batch_size=256, kv_capacity=KvCapacity(1000, 16))

@@ -1,68 +1,130 @@
 """Property tests (hypothesis): bounds always hold; the SLA bounds move the right way."""
-from hypothesis import given, settings, strategies as st
 
 from dynabatch.controller import POLICIES, make_controller
 from dynabatch.engines.base import KvCapacity
 from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestState
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 KV = KvCapacity(2000, 16)
 
 
 def stats(i, *, used, latency, gen, ctx=0, pauses=0, total=2000):
     return IterationStats(
-        iter=i, timestamp=i * 0.03, iter_latency_ms=latency, num_active_requests=gen + ctx,
-        num_queued_requests=0, num_completed_requests=0, max_num_active_requests=256,
-        max_num_blocks=total, free_num_blocks=total - used, used_num_blocks=used,
-        tokens_per_block=16, num_scheduled_requests=gen + ctx, num_context_requests=ctx,
-        num_gen_requests=gen, num_ctx_tokens=ctx * 500, num_new_pauses=pauses)
+        iter=i,
+        timestamp=i * 0.03,
+        iter_latency_ms=latency,
+        num_active_requests=gen + ctx,
+        num_queued_requests=0,
+        num_completed_requests=0,
+        max_num_active_requests=256,
+        max_num_blocks=total,
+        free_num_blocks=total - used,
+        used_num_blocks=used,
+        tokens_per_block=16,
+        num_scheduled_requests=gen + ctx,
+        num_context_requests=ctx,
+        num_gen_requests=gen,
+        num_ctx_tokens=ctx * 500,
+        num_new_pauses=pauses,
+    )
 
 
-step = st.fixed_dictionaries({
-    "used": st.integers(0, 2000), "latency": st.floats(0.1, 500.0), "gen": st.integers(0, 300),
-    "ctx": st.integers(0, 3), "pauses": st.integers(0, 2), "waiting": st.integers(0, 50),
-    "running": st.integers(0, 120), "finish": st.integers(0, 3),
-})
+step = st.fixed_dictionaries(
+    {
+        "used": st.integers(0, 2000),
+        "latency": st.floats(0.1, 500.0),
+        "gen": st.integers(0, 300),
+        "ctx": st.integers(0, 3),
+        "pauses": st.integers(0, 2),
+        "waiting": st.integers(0, 50),
+        "running": st.integers(0, 120),
+        "finish": st.integers(0, 3),
+    }
+)
 
 
 @settings(max_examples=40, deadline=None)
-@given(policy=st.sampled_from(POLICIES), lower=st.integers(1, 16), span=st.integers(0, 200),
-       steps=st.lists(step, min_size=1, max_size=40))
+@given(
+    policy=st.sampled_from(POLICIES),
+    lower=st.integers(1, 16),
+    span=st.integers(0, 200),
+    steps=st.lists(step, min_size=1, max_size=40),
+)
 def test_limit_always_within_lower_and_upper(policy, lower, span, steps):
     upper = lower + span
-    ctl = make_controller(policy, {"batch_size_lower": lower, "batch_size_upper": upper,
-                                   "static_batch_size": upper},
-                          max_batch_size=256, kv_capacity=KV)
+    ctl = make_controller(
+        policy,
+        {"batch_size_lower": lower, "batch_size_upper": upper, "static_batch_size": upper},
+        max_batch_size=256,
+        kv_capacity=KV,
+    )
     assert lower <= ctl.limit <= upper
     rid = 0
     for i, s in enumerate(steps):
-        running = {j: RequestState(j, 10 + j % 700, 64 + j % 300, 0.0, 0.0, generated=j % 50,
-                                   first_token_time=0.0 if j % 3 else None)
-                   for j in range(s["running"])}
-        sample = ControlInput(stats(i, used=s["used"], latency=s["latency"], gen=s["gen"],
-                                    ctx=s["ctx"], pauses=s["pauses"]),
-                              s["waiting"], s["waiting"] * 0.1, running,
-                              waiting_head=[(100 + 50 * k, 200) for k in range(min(s["waiting"], 4))])
+        running = {
+            j: RequestState(
+                j,
+                10 + j % 700,
+                64 + j % 300,
+                0.0,
+                0.0,
+                generated=j % 50,
+                first_token_time=0.0 if j % 3 else None,
+            )
+            for j in range(s["running"])
+        }
+        sample = ControlInput(
+            stats(
+                i,
+                used=s["used"],
+                latency=s["latency"],
+                gen=s["gen"],
+                ctx=s["ctx"],
+                pauses=s["pauses"],
+            ),
+            s["waiting"],
+            s["waiting"] * 0.1,
+            running,
+            waiting_head=[(100 + 50 * k, 200) for k in range(min(s["waiting"], 4))],
+        )
         got = ctl.update(sample)
         assert lower <= got <= upper and got == ctl.limit == ctl.decision.limit
         for _ in range(s["finish"]):
             rid += 1
-            ctl.on_request_finish(RequestState(
-                10_000 + rid, 50 + rid * 37 % 900, 512, i * 0.03 - 5, i * 0.03 - 5,
-                generated=1 + rid * 13 % 400, first_token_time=i * 0.03 - 4,
-                finish_time=i * 0.03, finish_reason=FinishReason.EOS))
+            ctl.on_request_finish(
+                RequestState(
+                    10_000 + rid,
+                    50 + rid * 37 % 900,
+                    512,
+                    i * 0.03 - 5,
+                    i * 0.03 - 5,
+                    generated=1 + rid * 13 % 400,
+                    first_token_time=i * 0.03 - 4,
+                    finish_time=i * 0.03,
+                    finish_reason=FinishReason.EOS,
+                )
+            )
 
 
 def closed_loop(policy, latency_of, iterations, **params):
     """Feed a plant whose step latency depends on the batch; batch = current limit."""
-    ctl = make_controller(policy, {"tpot_sla_ms": 50.0, "batch_size_upper": 200, **params},
-                          max_batch_size=200, kv_capacity=KvCapacity(10**6, 16))
+    ctl = make_controller(
+        policy,
+        {"tpot_sla_ms": 50.0, "batch_size_upper": 200, **params},
+        max_batch_size=200,
+        kv_capacity=KvCapacity(10**6, 16),
+    )
     history = []
     for i in range(iterations):
         n = ctl.limit
-        run = {j: RequestState(j, 100, 100, 0.0, 0.0, generated=5, first_token_time=0.0)
-               for j in range(n)}
-        ctl.update(ControlInput(stats(i, used=0, latency=latency_of(n), gen=n, total=10**5),
-                                10, 0.5, run))
+        run = {
+            j: RequestState(j, 100, 100, 0.0, 0.0, generated=5, first_token_time=0.0)
+            for j in range(n)
+        }
+        ctl.update(
+            ControlInput(stats(i, used=0, latency=latency_of(n), gen=n, total=10**5), 10, 0.5, run)
+        )
         history.append(ctl.decision.bounds["sla"])
     return history
 
@@ -70,8 +132,13 @@ def closed_loop(policy, latency_of, iterations, **params):
 @settings(max_examples=25, deadline=None)
 @given(factor=st.floats(1.2, 5.0), alpha=st.floats(1.0, 8.0), delta=st.floats(0.5, 6.0))
 def test_paper_sla_bound_falls_under_persistent_high_tpot(factor, alpha, delta):
-    hist = closed_loop("paper_sla", lambda n: 50.0 * factor + 5.0, 300,
-                       sla_window_alpha=alpha, sla_step_delta=delta)
+    hist = closed_loop(
+        "paper_sla",
+        lambda n: 50.0 * factor + 5.0,
+        300,
+        sla_window_alpha=alpha,
+        sla_step_delta=delta,
+    )
     assert hist[-1] < hist[0]
     assert hist[-1] <= 1 + alpha + delta  # driven to the floor of its window
 
@@ -79,8 +146,9 @@ def test_paper_sla_bound_falls_under_persistent_high_tpot(factor, alpha, delta):
 @settings(max_examples=25, deadline=None)
 @given(factor=st.floats(0.05, 0.8), alpha=st.floats(1.0, 8.0), delta=st.floats(0.5, 6.0))
 def test_paper_sla_bound_rises_under_persistent_low_tpot(factor, alpha, delta):
-    hist = closed_loop("paper_sla", lambda n: 50.0 * factor, 300,
-                       sla_window_alpha=alpha, sla_step_delta=delta)
+    hist = closed_loop(
+        "paper_sla", lambda n: 50.0 * factor, 300, sla_window_alpha=alpha, sla_step_delta=delta
+    )
     assert hist[-1] > hist[0]
     assert hist[-1] >= 200 - alpha - delta - 1  # driven to the top of its window
 

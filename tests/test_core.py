@@ -3,12 +3,12 @@
 A tiny scripted engine stands in for an executor here (one token per request per
 step); the real engines are tested in their own files.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
 
 import pytest
-
 from dynabatch.controller.base import LimitDecision
 from dynabatch.core import ServingCore
 from dynabatch.engines.base import EngineError, KvCapacity
@@ -39,7 +39,9 @@ class OneTokenEngine:
     def cancel(self, request_id: int) -> None:
         if request_id in self.live:
             del self.live[request_id]
-            self.events.append(TokenEvent(request_id, [], True, FinishReason.CANCELLED, None, self.t))
+            self.events.append(
+                TokenEvent(request_id, [], True, FinishReason.CANCELLED, None, self.t)
+            )
 
     def step(self) -> None:
         self.t += 0.01
@@ -47,14 +49,26 @@ class OneTokenEngine:
             req, n = entry
             entry[1] = n + 1
             done = entry[1] >= req.max_new_tokens
-            self.events.append(TokenEvent(rid, [n], done, FinishReason.LENGTH if done else None, None, self.t))
+            self.events.append(
+                TokenEvent(rid, [n], done, FinishReason.LENGTH if done else None, None, self.t)
+            )
             if done:
                 del self.live[rid]
-        self.stats.append(IterationStats(
-            iter=len(self.stats), timestamp=self.t, iter_latency_ms=10.0,
-            num_active_requests=len(self.live), num_queued_requests=0, num_completed_requests=0,
-            max_num_active_requests=self.max_batch_size, max_num_blocks=100,
-            free_num_blocks=100, used_num_blocks=0, tokens_per_block=16))
+        self.stats.append(
+            IterationStats(
+                iter=len(self.stats),
+                timestamp=self.t,
+                iter_latency_ms=10.0,
+                num_active_requests=len(self.live),
+                num_queued_requests=0,
+                num_completed_requests=0,
+                max_num_active_requests=self.max_batch_size,
+                max_num_blocks=100,
+                free_num_blocks=100,
+                used_num_blocks=0,
+                tokens_per_block=16,
+            )
+        )
 
     def poll_events(self, timeout: float = 0.0):
         out, self.events = self.events, []
@@ -109,7 +123,9 @@ class Recorder:
 
 
 def req(rid: int, n: int = 3, prompt: int = 4, priority: int = 0) -> GenerationRequest:
-    return GenerationRequest(request_id=rid, prompt_ids=[1] * prompt, max_new_tokens=n, priority=priority)
+    return GenerationRequest(
+        request_id=rid, prompt_ids=[1] * prompt, max_new_tokens=n, priority=priority
+    )
 
 
 def run_until_idle(core: ServingCore, engine: OneTokenEngine, steps: int = 200) -> None:
@@ -168,10 +184,10 @@ def test_core_admits_up_to_the_limit_and_serves_everyone():
 def test_core_rejects_what_can_never_fit_and_duplicates():
     engine, rec = OneTokenEngine(), Recorder()
     core = ServingCore(engine, FixedLimit(4), AdmissionGate(max_queue_size=1))
-    core.submit(req(1, n=1, prompt=1600), rec)   # 1601 tokens > 1600 in the KV cache
+    core.submit(req(1, n=1, prompt=1600), rec)  # 1601 tokens > 1600 in the KV cache
     core.submit(req(2, n=0), rec)
     core.submit(req(3), rec)
-    core.submit(req(3), rec)                     # duplicate id while queued
+    core.submit(req(3), rec)  # duplicate id while queued
     core._drain_inbox()
     assert "exceeds the KV cache (1600 tokens)" in rec.final(1).error
     assert "request_output_len must be >= 1" in rec.final(2).error
@@ -234,4 +250,3 @@ def test_gate_head_lists_the_next_requests_in_order():
     gate.remove(2)
     assert [q.request.request_id for q in gate.head(4)] == [3, 1, 4, 5]
     assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]
-

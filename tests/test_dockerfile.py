@@ -1,5 +1,6 @@
 """The Dockerfile cannot be built here (no Docker, no GPU): parse it and check what it
 must do, and that the docs name the same image."""
+
 from __future__ import annotations
 
 import json
@@ -74,4 +75,5 @@ def test_docs_name_the_same_image():
 
 def test_install_hint_names_the_image():
     from dynabatch.engines.trtllm_common import INSTALL_HINT
+
     assert TRITON_TRTLLM_IMAGE in INSTALL_HINT

@@ -1,11 +1,11 @@
 """The demo machinery end to end on a tiny load: a real tritonserver with the static
 and dynamic models, gRPC streaming replay, /metrics scraping, table and figures."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-
 from dynabatch.bench.metrics import Slo
 from dynabatch.live.demo import CONFIGS, DemoConfig, format_table, run_demo
 
@@ -13,15 +13,23 @@ pytestmark = [pytest.mark.server, pytest.mark.timeout(150)]
 
 
 def test_demo_runs_and_writes_table_and_figures(tmp_path):
-    cfg = DemoConfig(out_dir=tmp_path, requests=8, loads=(3.0,), time_scale=0.1, max_new_tokens=256,
-                     slo=Slo(2.0, 0.1), configs=(CONFIGS[0], CONFIGS[2]), drain_timeout_s=40)
+    cfg = DemoConfig(
+        out_dir=tmp_path,
+        requests=8,
+        loads=(3.0,),
+        time_scale=0.1,
+        max_new_tokens=256,
+        slo=Slo(2.0, 0.1),
+        configs=(CONFIGS[0], CONFIGS[2]),
+        drain_timeout_s=40,
+    )
     lines: list[str] = []
     result = run_demo(cfg, log=lines.append)
 
     live = {r["config"]: r for r in result["live"]}
     assert set(live) == {"static-gne", "dynamic"}
     workload_tokens = None
-    for label, row in live.items():
+    for _label, row in live.items():
         assert row["errors"] == 0, row["first_error"]
         assert row["completed"] == row["requests"] == 8
         # Every request stopped at its hidden true length (capped at max tokens): the

@@ -3,6 +3,7 @@
 raises or stalls fails its requests with a clear error, the model rebuilds the engine
 and serves new requests, /metrics returns to idle, and the server still exits promptly
 on SIGTERM/SIGINT. A killed Python-backend stub (own server) is documented."""
+
 import os
 import signal
 import threading
@@ -10,15 +11,20 @@ import time
 
 import grpc
 import pytest
-
 from reliability.client import Lane, gen_tensors, make_request
 from reliability.procs import own_server, stop_with, stub_pids
 from triton_server import wait_for
 
 pytestmark = pytest.mark.server
 MODEL = "tensorrt_llm"
-FAULTY = dict(sim_profile="llama-2-13b-a100-40gb", sim_time_scale=0.5, batch_policy="adaptive",
-              max_batch_size=16, enable_fault_injection="true", engine_watchdog_ms=1000)
+FAULTY = dict(
+    sim_profile="llama-2-13b-a100-40gb",
+    sim_time_scale=0.5,
+    batch_policy="adaptive",
+    max_batch_size=16,
+    enable_fault_injection="true",
+    engine_watchdog_ms=1000,
+)
 
 
 class Client:
@@ -39,10 +45,12 @@ class Client:
 
 def _idle(server, model=MODEL):
     text = server.metrics()
-    m = lambda fam, **kw: server.metric(fam, model=model, text=text, **kw)  # noqa: E731
-    return (m("nv_trt_llm_kv_cache_block_metrics", kv_cache_block_type="used") == 0
-            and m("nv_trt_llm_request_metrics", request_type="active") == 0
-            and m("dynabatch_queue_length") == 0)
+    m = lambda fam, **kw: server.metric(fam, model=model, text=text, **kw)
+    return (
+        m("nv_trt_llm_kv_cache_block_metrics", kv_cache_block_type="used") == 0
+        and m("nv_trt_llm_request_metrics", request_type="active") == 0
+        and m("dynabatch_queue_length") == 0
+    )
 
 
 def _fault_run(server, kind, params):
@@ -82,10 +90,15 @@ def test_engine_raise_fails_in_flight_then_recovers(triton):
 def test_engine_stall_watchdog_fails_in_flight_then_recovers(triton):
     triton.load(MODEL, **FAULTY)
     errors, after, took, faulted = _fault_run(
-        triton, "stall", {"fault_after_iterations": 3, "fault_stall_s": 600})
+        triton, "stall", {"fault_after_iterations": 3, "fault_stall_s": 600}
+    )
     for e, out in zip(errors, faulted):
-        assert out.finals == 1 and len(e) == 1 and "engine stalled" in e[0] \
-            and "engine_watchdog_ms=1000" in e[0], out
+        assert (
+            out.finals == 1
+            and len(e) == 1
+            and "engine stalled" in e[0]
+            and "engine_watchdog_ms=1000" in e[0]
+        ), out
     assert 1.0 <= took < 10, f"watchdog fired after {took:.1f} s (set to 1 s)"
     for out in after:
         assert out.finals == 1 and not out.errors and out.tokens == 12, out
@@ -116,11 +129,14 @@ def test_engine_recovery_off_answers_unavailable_until_reload(triton):
         c.close()
 
 
-@pytest.mark.parametrize("kind,params,message", [
-    ("boom", {}, "inject_fault must be one of raise, stall"),
-    ("stall", {"fault_stall_s": -1}, "'fault_stall_s' must be a number in [0, 3600]"),
-    ("raise", {"fault_after_iterations": "x"}, "'fault_after_iterations' must be a number"),
-])
+@pytest.mark.parametrize(
+    "kind,params,message",
+    [
+        ("boom", {}, "inject_fault must be one of raise, stall"),
+        ("stall", {"fault_stall_s": -1}, "'fault_stall_s' must be a number in [0, 3600]"),
+        ("raise", {"fault_after_iterations": "x"}, "'fault_after_iterations' must be a number"),
+    ],
+)
 def test_invalid_fault_requests_are_refused(triton, kind, params, message):
     triton.load(MODEL, **FAULTY)
     c = Client(triton.grpc_url)
@@ -174,8 +190,10 @@ def test_stub_crash_is_reported_and_a_reload_recovers(tmp_path):
         assert after.done.wait(15), "a request after the stub crash got no answer"
         assert "is not healthy" in after.errors[0] and "Stub process" in after.errors[0], after
         ready = server.is_ready()
-        print(f"\nstub crash: in-flight request {'got no final' if hung else victim.errors}; "
-              f"new request -> {after.errors[0]!r}; model ready={ready}")
+        print(
+            f"\nstub crash: in-flight request {'got no final' if hung else victim.errors}; "
+            f"new request -> {after.errors[0]!r}; model ready={ready}"
+        )
         assert ready, "Triton 2.51 keeps reporting the model ready after a stub crash"
         # Triton 2.51 never answers the request that was in flight in the dead stub
         # (measured: no final within 15 s): clients need their own timeout.

@@ -2,6 +2,7 @@
 corpus.py) gets one error response naming the problem, the server stays ready, and
 long streams running meanwhile complete exactly. Over-limit requests never reach the
 queue or the engine (counters on /metrics)."""
+
 import json
 import re
 import time
@@ -10,7 +11,6 @@ import urllib.request
 
 import grpc
 import pytest
-
 from reliability.client import Lane, gen_tensors, make_request
 from reliability.corpus import CONFIG, GRPC_CASES, HTTP_CASES
 from triton_server import wait_for
@@ -27,8 +27,9 @@ def server(triton):
 
 
 def _http_error(server, body: bytes):
-    req = urllib.request.Request(f"http://{server.http_url}/v2/models/{MODEL}/generate",
-                                 data=body, method="POST")
+    req = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/{MODEL}/generate", data=body, method="POST"
+    )
     try:
         with urllib.request.urlopen(req, timeout=10) as r:
             return r.status, r.read().decode()
@@ -39,8 +40,13 @@ def _http_error(server, body: bytes):
 def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
     assert len(GRPC_CASES) + len(HTTP_CASES) >= 30
     outcomes, lock = {}, __import__("threading").Lock()
-    channel = grpc.insecure_channel(server.grpc_url, options=[
-        ("grpc.max_send_message_length", 16 << 20), ("grpc.max_receive_message_length", 16 << 20)])
+    channel = grpc.insecure_channel(
+        server.grpc_url,
+        options=[
+            ("grpc.max_send_message_length", 16 << 20),
+            ("grpc.max_receive_message_length", 16 << 20),
+        ],
+    )
     longs = Lane(channel, outcomes, lock)
     bad = Lane(channel, outcomes, lock)
     try:
@@ -60,7 +66,7 @@ def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
             assert status in statuses, (name, status, text)
             message = json.loads(text)["error"]
             assert re.search(pattern, message), f"{name}: {message!r}"
-            report.append((name + " (HTTP %d)" % status, message))
+            report.append((f"{name} (HTTP {status})", message))
         assert server.is_ready()
         # the corpus ran while the long streams were decoding
         running = [i for i in range(3) if not outcomes[f"long{i}"].terminal]
@@ -82,12 +88,14 @@ def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
 
 def _counts(server):
     text = server.metrics()
-    get = lambda fam, **kw: server.metric(fam, model=MODEL, text=text, **kw)  # noqa: E731
-    return dict(submitted=get("dynabatch_requests_total", outcome="submitted"),
-                accepted=get("dynabatch_requests_total", outcome="accepted"),
-                rejected=get("dynabatch_rejected_total"),
-                queue=get("dynabatch_queue_length"),
-                iterations=get("nv_trt_llm_general_metrics", general_type="iteration_counter"))
+    get = lambda fam, **kw: server.metric(fam, model=MODEL, text=text, **kw)
+    return dict(
+        submitted=get("dynabatch_requests_total", outcome="submitted"),
+        accepted=get("dynabatch_requests_total", outcome="accepted"),
+        rejected=get("dynabatch_rejected_total"),
+        queue=get("dynabatch_queue_length"),
+        iterations=get("nv_trt_llm_general_metrics", general_type="iteration_counter"),
+    )
 
 
 def _settled(server):
@@ -106,9 +114,11 @@ def test_over_limit_requests_never_reach_the_queue(server):
     outcomes, lock = {}, __import__("threading").Lock()
     lane = Lane(channel, outcomes, lock)
     try:
-        cases = [("prompt", gen_tensors([3] * 3001, 4), "max_prompt_len"),
-                 ("output", gen_tensors([3], 2049), "max_new_tokens_limit"),
-                 ("kv", gen_tensors([3] * 2100, 2048), "exceeds the KV cache")]
+        cases = [
+            ("prompt", gen_tensors([3] * 3001, 4), "max_prompt_len"),
+            ("output", gen_tensors([3], 2049), "max_new_tokens_limit"),
+            ("kv", gen_tensors([3] * 2100, 2048), "exceeds the KV cache"),
+        ]
         for rid, tensors, pattern in cases:
             out = lane.send(make_request(MODEL, rid, tensors))
             assert out.done.wait(10) and pattern in out.errors[0], out
@@ -119,6 +129,8 @@ def test_over_limit_requests_never_reach_the_queue(server):
     print("\nover-limit requests: before", before, "after", after)
     assert after["rejected"] == before["rejected"] + 3
     assert after["submitted"] == before["submitted"] + 3
-    assert after["accepted"] == before["accepted"], "an over-limit request was accepted into the queue"
+    assert after["accepted"] == before["accepted"], (
+        "an over-limit request was accepted into the queue"
+    )
     assert after["iterations"] == before["iterations"], "an over-limit request reached the engine"
     assert after["queue"] == 0

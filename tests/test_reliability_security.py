@@ -1,10 +1,10 @@
 """Secure defaults: every server the project starts binds 127.0.0.1 unless told
 otherwise, and no config.pbtxt parameter can make the model load or run code."""
+
 import re
 from pathlib import Path
 
 import pytest
-
 from dynabatch.config import all_param_specs, load_config
 from dynabatch.params import ConfigError
 
@@ -13,9 +13,11 @@ ADDRESS_FLAGS = ("--http-address", "--grpc-address", "--metrics-address")
 # str parameters without a fixed list of choices, and what they may reach: only
 # TensorRT-LLM's own loaders (an engine directory / checkpoint / tokenizer, never a
 # Python file of ours) and a list of integers.
-FREE_TEXT = {"gpt_model_path": "TensorRT-LLM engine dir / checkpoint, opened by TensorRT-LLM",
-             "tokenizer_dir": "tokenizer dir, opened by TensorRT-LLM",
-             "gpu_device_ids": "comma-separated integers (parsed with int())"}
+FREE_TEXT = {
+    "gpt_model_path": "TensorRT-LLM engine dir / checkpoint, opened by TensorRT-LLM",
+    "tokenizer_dir": "tokenizer dir, opened by TensorRT-LLM",
+    "gpu_device_ids": "comma-separated integers (parsed with int())",
+}
 
 
 def _launchers():
@@ -57,18 +59,22 @@ def test_text_parameters_are_choices_or_reviewed():
         if spec.kind is str and not spec.choices:
             assert spec.name in FREE_TEXT, (
                 f"new free-text parameter '{spec.name}': give it choices or review what it "
-                "can reach and add it to FREE_TEXT (docs/RELIABILITY.md)")
+                "can reach and add it to FREE_TEXT (docs/RELIABILITY.md)"
+            )
 
 
-@pytest.mark.parametrize("raw,name", [
-    ({"sim_profile": "/tmp/evil.py"}, "sim_profile"),
-    ({"sim_profile": "../../profiles.py"}, "sim_profile"),
-    ({"engine": "os.system"}, "engine"),
-    ({"engine": "dynabatch.engines.simulated"}, "engine"),
-    ({"batch_policy": "tests.evil"}, "batch_policy"),
-    ({"executor_module": "evil"}, "executor_module"),
-    ({"enable_fault_injection": "maybe"}, "enable_fault_injection"),
-])
+@pytest.mark.parametrize(
+    "raw,name",
+    [
+        ({"sim_profile": "/tmp/evil.py"}, "sim_profile"),
+        ({"sim_profile": "../../profiles.py"}, "sim_profile"),
+        ({"engine": "os.system"}, "engine"),
+        ({"engine": "dynabatch.engines.simulated"}, "engine"),
+        ({"batch_policy": "tests.evil"}, "batch_policy"),
+        ({"executor_module": "evil"}, "executor_module"),
+        ({"enable_fault_injection": "maybe"}, "enable_fault_injection"),
+    ],
+)
 def test_module_or_path_like_values_are_refused(raw, name):
     with pytest.raises(ConfigError) as info:
         load_config(raw)
@@ -87,5 +93,10 @@ def test_no_dynamic_code_from_input():
         for bad in ("eval(", "exec(", "__import__(", "pickle.", "runpy", "marshal."):
             assert bad not in text, f"{path}: {bad}"
         for arg in re.findall(r"import_module\(([^)]*)\)", text):
-            assert arg.strip() in ("name", "ENGINES[engine_name][0]", "module_name",
-                                   '"pynvml"', "module"), f"{path}: import_module({arg})"
+            assert arg.strip() in (
+                "name",
+                "ENGINES[engine_name][0]",
+                "module_name",
+                '"pynvml"',
+                "module",
+            ), f"{path}: import_module({arg})"

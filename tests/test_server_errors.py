@@ -1,20 +1,26 @@
 """Bad requests each get an error naming the problem; the server stays ready and
 keeps serving good requests."""
+
 import json
 import urllib.error
 import urllib.request
 
 import numpy as np
 import pytest
-
 from triton_server import Stream
 
 pytestmark = pytest.mark.server
 
 # A small KV cache (4096 tokens) so "prompt longer than the KV cache" is cheap to send.
-SMALL = dict(sim_profile="llama-2-13b-a100-40gb", sim_time_scale=0.2, batch_policy="adaptive",
-             max_batch_size=8, max_tokens_in_paged_kv_cache=4096, max_new_tokens_limit=512,
-             max_prompt_len=0)
+SMALL = dict(
+    sim_profile="llama-2-13b-a100-40gb",
+    sim_time_scale=0.2,
+    batch_policy="adaptive",
+    max_batch_size=8,
+    max_tokens_in_paged_kv_cache=4096,
+    max_new_tokens_limit=512,
+    max_prompt_len=0,
+)
 
 
 @pytest.fixture(scope="module")
@@ -34,19 +40,23 @@ def one_error(server, input_ids, output_len, **extra):
     return s.errors[0]
 
 
-@pytest.mark.parametrize("input_ids,output_len,extra,pattern", [
-    ([], 4, {}, "input_ids is empty"),
-    ([1, 2], 0, {}, r"request_output_len must be in \[1, 512\]"),
-    ([1, 2], -5, {}, "request_output_len"),
-    ([1, 2], 513, {}, "max_new_tokens_limit"),
-    (list(range(1, 4000)), 200, {}, r"exceeds the KV cache \(4096 tokens\)"),
-    ([1, 99999], 4, {}, "outside the vocabulary"),
-    ([1, 2], 4, {"temperature": np.array([[-1.0]], np.float32)}, "temperature must be >= 0"),
-    ([1, 2], 4, {"runtime_top_p": np.array([[2.0]], np.float32)}, "runtime_top_p"),
-    ([1, 2], 4, {"beam_width": np.array([[4]], np.int32)}, "beam search is not supported"),
-])
+@pytest.mark.parametrize(
+    "input_ids,output_len,extra,pattern",
+    [
+        ([], 4, {}, "input_ids is empty"),
+        ([1, 2], 0, {}, r"request_output_len must be in \[1, 512\]"),
+        ([1, 2], -5, {}, "request_output_len"),
+        ([1, 2], 513, {}, "max_new_tokens_limit"),
+        (list(range(1, 4000)), 200, {}, r"exceeds the KV cache \(4096 tokens\)"),
+        ([1, 99999], 4, {}, "outside the vocabulary"),
+        ([1, 2], 4, {"temperature": np.array([[-1.0]], np.float32)}, "temperature must be >= 0"),
+        ([1, 2], 4, {"runtime_top_p": np.array([[2.0]], np.float32)}, "runtime_top_p"),
+        ([1, 2], 4, {"beam_width": np.array([[4]], np.int32)}, "beam search is not supported"),
+    ],
+)
 def test_bad_value_gets_named_error(server, input_ids, output_len, extra, pattern):
     import re
+
     message = one_error(server, input_ids, output_len, **extra)
     assert re.search(pattern, message), message
     assert server.is_ready()
@@ -63,16 +73,21 @@ def test_missing_input_ids_and_wrong_dtype(server):
 
 
 def test_batch_of_two_sequences_is_refused(server):
-    message = one_error(server, np.array([[1, 2], [3, 4]], np.int32), None,
-                        request_output_len=np.array([[4], [4]], np.int32),
-                        streaming=np.array([[True], [True]]))
+    message = one_error(
+        server,
+        np.array([[1, 2], [3, 4]], np.int32),
+        None,
+        request_output_len=np.array([[4], [4]], np.int32),
+        streaming=np.array([[True], [True]]),
+    )
     assert "batch size 2" in message
 
 
 def test_http_generate_error_is_a_4xx_with_the_message(server):
     body = json.dumps({"input_ids": [1, 2], "request_output_len": 0}).encode()
-    req = urllib.request.Request(f"http://{server.http_url}/v2/models/tensorrt_llm/generate",
-                                 data=body, method="POST")
+    req = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/tensorrt_llm/generate", data=body, method="POST"
+    )
     with pytest.raises(urllib.error.HTTPError) as info:
         urllib.request.urlopen(req, timeout=10)
     assert 400 <= info.value.code < 500

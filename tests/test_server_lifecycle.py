@@ -5,6 +5,7 @@ sent its final response, so an unload drains: accepted requests complete. A serv
 stop must not hang on a long request: scripts/serve stops it within its exit timeout
 plus a grace period.
 """
+
 import os
 import shutil
 import signal
@@ -13,19 +14,23 @@ import time
 import urllib.request
 
 import pytest
-
 from triton_server import MODEL_REPOSITORY, ROOT, Stream, free_port, set_parameters, wait_for
 
 pytestmark = pytest.mark.server
 
 
 def test_unload_drains_in_flight_and_queued_requests(triton):
-    triton.load("tensorrt_llm", sim_time_scale=0.2, batch_policy="static", static_batch_size=1,
-                max_batch_size=4)
+    triton.load(
+        "tensorrt_llm",
+        sim_time_scale=0.2,
+        batch_policy="static",
+        static_batch_size=1,
+        max_batch_size=4,
+    )
     s = Stream(triton.grpc_url)
     try:
         s.send("running", [1, 2, 3], 150)
-        s.send("queued", [4, 5, 6], 150)     # waits behind it (limit 1)
+        s.send("queued", [4, 5, 6], 150)  # waits behind it (limit 1)
         s.wait(lambda: len(s.tokens.get("running", [])) >= 2, timeout=20)
         t0 = time.monotonic()
         triton.unload("tensorrt_llm")
@@ -51,9 +56,22 @@ def test_scripts_serve_serves_and_stops_promptly_with_a_stream_in_flight(tmp_pat
     http, grpc, metrics = free_port(), free_port(), free_port()
     env = dict(os.environ, DYNABATCH_EXIT_TIMEOUT="2")
     log = open(tmp_path / "serve.log", "wb")
-    proc = subprocess.Popen([str(ROOT / "scripts" / "serve"), str(repo), "--http-port", str(http),
-                             "--grpc-port", str(grpc), "--metrics-port", str(metrics)],
-                            stdout=log, stderr=subprocess.STDOUT, env=env, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            str(ROOT / "scripts" / "serve"),
+            str(repo),
+            "--http-port",
+            str(http),
+            "--grpc-port",
+            str(grpc),
+            "--metrics-port",
+            str(metrics),
+        ],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        env=env,
+        start_new_session=True,
+    )
     try:
         wait_for(lambda: _ready(http), timeout=60, interval=0.2)
         s = Stream(f"127.0.0.1:{grpc}")
@@ -75,9 +93,15 @@ def test_scripts_serve_serves_and_stops_promptly_with_a_stream_in_flight(tmp_pat
     assert stop_s < 2 + 5 + 3, f"scripts/serve took {stop_s:.1f} s to stop"
     assert len(s.tokens["long"]) < 4000
     # no Python-backend stub of that server is left behind
-    wait_for(lambda: str(repo) not in subprocess.run(["ps", "-eo", "args", "-ww"],
-                                                     capture_output=True, text=True).stdout,
-             timeout=20)
+    wait_for(
+        lambda: (
+            str(repo)
+            not in subprocess.run(
+                ["ps", "-eo", "args", "-ww"], capture_output=True, text=True
+            ).stdout
+        ),
+        timeout=20,
+    )
 
 
 def _ready(port):

@@ -1,9 +1,9 @@
 """Load above capacity: the controller's limit moves on /metrics, queue overflow and
 queue timeout give clear rejections, and every accepted request completes."""
+
 import time
 
 import pytest
-
 from triton_server import Stream, wait_for
 
 pytestmark = pytest.mark.server
@@ -11,9 +11,16 @@ pytestmark = pytest.mark.server
 N, PROMPT, OUT = 60, 64, 128
 # 64 KV blocks of 64 tokens; each request ends at 192 tokens (3 blocks), so 32 in
 # flight would need 96 blocks: the memory bound must pull the limit below 32.
-OVERLOAD = dict(sim_profile="llama-2-13b-a100-40gb", sim_time_scale=0.2, batch_policy="adaptive",
-                max_batch_size=32, max_tokens_in_paged_kv_cache=4096, max_queue_size=12,
-                metrics_interval_ms=20, stabilization_s=0.2)
+OVERLOAD = dict(
+    sim_profile="llama-2-13b-a100-40gb",
+    sim_time_scale=0.2,
+    batch_policy="adaptive",
+    max_batch_size=32,
+    max_tokens_in_paged_kv_cache=4096,
+    max_queue_size=12,
+    metrics_interval_ms=20,
+    stabilization_s=0.2,
+)
 
 
 def test_overload_limit_moves_queue_overflow_rejects_accepted_complete(triton):
@@ -51,15 +58,18 @@ def test_overload_limit_moves_queue_overflow_rejects_accepted_complete(triton):
     assert triton.metric("dynabatch_batch_bound", component="memory") is not None
     # gauges refresh every metrics_interval_ms; right after a reload the previous
     # instance of the model may still write the same series until it is finalized
-    assert wait_for(lambda: triton.metric("nv_trt_llm_kv_cache_block_metrics",
-                                          kv_cache_block_type="max") == 64, timeout=10)
+    assert wait_for(
+        lambda: triton.metric("nv_trt_llm_kv_cache_block_metrics", kv_cache_block_type="max") == 64,
+        timeout=10,
+    )
     assert triton.is_ready()
 
 
 def test_queue_timeout_fails_waiting_requests_with_clear_error(triton):
     # the static baseline model, one request at a time: the others wait and time out
-    triton.load("tensorrt_llm_static", static_batch_size=1, queue_timeout_ms=300,
-                sim_time_scale=0.2)
+    triton.load(
+        "tensorrt_llm_static", static_batch_size=1, queue_timeout_ms=300, sim_time_scale=0.2
+    )
     s = Stream(triton.grpc_url, model="tensorrt_llm_static")
     try:
         s.send("first", [1, 2, 3], 400)
@@ -71,5 +81,7 @@ def test_queue_timeout_fails_waiting_requests_with_clear_error(triton):
         s.close()
     assert "waited longer than the queue timeout" in s.errors[0]
     assert len(s.tokens["first"]) == 400 and "second" not in s.tokens
-    failed = triton.metric("dynabatch_requests_total", model="tensorrt_llm_static", outcome="failed")
+    failed = triton.metric(
+        "dynabatch_requests_total", model="tensorrt_llm_static", outcome="failed"
+    )
     assert failed is not None and failed >= 1

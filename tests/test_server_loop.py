@@ -1,5 +1,6 @@
 """The serving loop and response sinks without Triton: the real ServingCore, the real
 simulated engine in real time, and recording senders in place of Triton's."""
+
 import threading
 import time
 
@@ -37,10 +38,15 @@ class Sender:
 
 
 def make_loop(policy="static", **params):
-    engine = make_engine("simulated", {"sim_time_scale": "0.2", **params}, max_batch_size=4,
-                         realtime=True)
-    controller = make_controller(policy, {"static_batch_size": "1"} if policy == "static" else {},
-                                 max_batch_size=4, kv_capacity=engine.kv_capacity)
+    engine = make_engine(
+        "simulated", {"sim_time_scale": "0.2", **params}, max_batch_size=4, realtime=True
+    )
+    controller = make_controller(
+        policy,
+        {"static_batch_size": "1"} if policy == "static" else {},
+        max_batch_size=4,
+        kv_capacity=engine.kv_capacity,
+    )
     core = ServingCore(engine, controller, AdmissionGate(max_queue_size=8))
     loop = ServingLoop(core, poll_s=0.01, cancel_check_s=0.01, tick_s=0.05)
     loop.start()
@@ -49,9 +55,13 @@ def make_loop(policy="static", **params):
 
 def submit(loop, rid, n, streaming=True):
     sender = Sender()
-    sink = TritonSink(sender, streaming=streaming, final_flag=FINAL,
-                      make_response=lambda tokens: list(tokens),
-                      make_error=lambda message, reason: ("error", message))
+    sink = TritonSink(
+        sender,
+        streaming=streaming,
+        final_flag=FINAL,
+        make_response=lambda tokens: list(tokens),
+        make_error=lambda message, reason: ("error", message),
+    )
     loop.submit(GenerationRequest(rid, [1, 2, 3], n, streaming=streaming), sink)
     return sender
 
@@ -105,8 +115,13 @@ def test_close_fails_what_is_left_with_the_message_and_returns_promptly():
 def test_stream_coalesces_tokens_when_the_loop_falls_behind():
     engine, loop = make_loop()
     sender = Sender()
-    sink = TritonSink(sender, streaming=True, final_flag=FINAL, make_response=list,
-                      make_error=lambda m, r: ("error", m))
+    sink = TritonSink(
+        sender,
+        streaming=True,
+        final_flag=FINAL,
+        make_response=list,
+        make_error=lambda m, r: ("error", m),
+    )
     sink.on_pending = lambda s: None  # nobody flushes until we say so
     for i in range(3):
         sink.on_event(TokenEvent(7, [i]), None)
@@ -123,10 +138,16 @@ def test_send_failure_marks_the_request_for_cancellation():
     class Broken(Sender):
         def send(self, response=None, flags=0):
             raise RuntimeError("client gone")
+
     engine, loop = make_loop()
     try:
-        sink = TritonSink(Broken(), streaming=True, final_flag=FINAL, make_response=list,
-                          make_error=lambda m, r: ("error", m))
+        sink = TritonSink(
+            Broken(),
+            streaming=True,
+            final_flag=FINAL,
+            make_response=list,
+            make_error=lambda m, r: ("error", m),
+        )
         loop.submit(GenerationRequest(5, [1], 5000, streaming=True), sink)
         deadline = time.monotonic() + 10
         while not sink.done and time.monotonic() < deadline:

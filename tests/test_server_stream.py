@@ -1,18 +1,24 @@
 """Streaming, non-streaming, HTTP generate endpoints, cancellation and `stop`,
 against a real tritonserver through real tritonclient clients."""
+
 import json
 import urllib.request
 
 import numpy as np
 import pytest
-
 from triton_server import Stream, wait_for
 
 pytestmark = pytest.mark.server
 
 # 13B/A100 roofline at 5x speed: ~4 ms per decode step, fast tests, real timing.
-FAST = dict(sim_profile="llama-2-13b-a100-40gb", sim_time_scale=0.2, batch_policy="adaptive",
-            max_batch_size=16, metrics_interval_ms=50, cancellation_check_period_ms=20)
+FAST = dict(
+    sim_profile="llama-2-13b-a100-40gb",
+    sim_time_scale=0.2,
+    batch_policy="adaptive",
+    max_batch_size=16,
+    metrics_interval_ms=50,
+    cancellation_check_period_ms=20,
+)
 
 
 @pytest.fixture(scope="module")
@@ -58,19 +64,22 @@ def test_non_streaming_sends_one_response_with_all_tokens(server):
 
 def test_http_generate_stream_and_generate_with_json(server):
     body = json.dumps({"input_ids": [1, 2, 3], "request_output_len": 5, "streaming": True}).encode()
-    req = urllib.request.Request(f"http://{server.http_url}/v2/models/tensorrt_llm/generate_stream",
-                                 data=body, method="POST")
+    req = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/tensorrt_llm/generate_stream", data=body, method="POST"
+    )
     with urllib.request.urlopen(req, timeout=20) as r:
         text = r.read().decode()
-    events = [json.loads(line[len("data: "):]) for line in text.splitlines()
-              if line.startswith("data: ")]
+    events = [
+        json.loads(line[len("data: ") :]) for line in text.splitlines() if line.startswith("data: ")
+    ]
     tokens = []
     for e in events:
         tokens += e["output_ids"] if isinstance(e["output_ids"], list) else [e["output_ids"]]
     assert len(tokens) == 5, text
     body = json.dumps({"input_ids": [1, 2, 3], "request_output_len": 4}).encode()
-    req = urllib.request.Request(f"http://{server.http_url}/v2/models/tensorrt_llm/generate",
-                                 data=body, method="POST")
+    req = urllib.request.Request(
+        f"http://{server.http_url}/v2/models/tensorrt_llm/generate", data=body, method="POST"
+    )
     with urllib.request.urlopen(req, timeout=20) as r:
         out = json.loads(r.read())
     assert len(out["output_ids"]) == 4 and out["sequence_length"] == 4
@@ -92,10 +101,17 @@ def test_client_cancel_mid_stream_frees_slot_and_kv(server):
     assert wait_for(lambda: (kv_used(server) or 0) >= 4, timeout=5)
     s.close(cancel=True)  # tritonclient: stop_stream(cancel_requests=True)
     # the model sees is_cancelled(), cancels in the engine; idle again, nothing held
-    wait_for(lambda: (server.metric("dynabatch_requests_total", outcome="cancelled") or 0) >= 1,
-             timeout=10)
-    wait_for(lambda: kv_used(server) == 0 and server.metric(
-        "nv_trt_llm_request_metrics", request_type="active") == 0, timeout=10)
+    wait_for(
+        lambda: (server.metric("dynabatch_requests_total", outcome="cancelled") or 0) >= 1,
+        timeout=10,
+    )
+    wait_for(
+        lambda: (
+            kv_used(server) == 0
+            and server.metric("nv_trt_llm_request_metrics", request_type="active") == 0
+        ),
+        timeout=10,
+    )
     # a live engine iteration proves the blocks were really freed: the probe (1-token
     # prompt) holds ceil((1 + generated) / 64) blocks; a leak would add the >= 4 blocks
     # the cancelled request held
@@ -106,8 +122,9 @@ def test_client_cancel_mid_stream_frees_slot_and_kv(server):
 
         def live_used():  # from an iteration that ran after the cancel, in one scrape
             text = server.metrics()
-            it = server.metric("nv_trt_llm_general_metrics", text=text,
-                               general_type="iteration_counter")
+            it = server.metric(
+                "nv_trt_llm_general_metrics", text=text, general_type="iteration_counter"
+            )
             active = server.metric("nv_trt_llm_request_metrics", text=text, request_type="active")
             if it > before + 1 and active == 1:
                 return kv_used_in(server, text)

@@ -1,15 +1,23 @@
 """The profiles against every published figure (DESIGN §5), and the CLI around them."""
+
 import json
 
 import pytest
-
 from dynabatch.cli import main
 from dynabatch.engines.simulated.calibration import TOLERANCE, calibration_rows, fit_profile
 from dynabatch.engines.simulated.latency import LatencyModel
 from dynabatch.engines.simulated.profiles import PROFILES, get_profile
 
-REQUIRED = ["llama-2-7b-a100-80gb", "llama-2-7b-h100", "llama-3-8b-a100-80gb", "llama-3-8b-h100",
-            "llama-2-13b-a100-40gb", "llama-2-70b-tp4-a100-80gb", "llama-2-70b-tp4-h100", "zero-latency"]
+REQUIRED = [
+    "llama-2-7b-a100-80gb",
+    "llama-2-7b-h100",
+    "llama-3-8b-a100-80gb",
+    "llama-3-8b-h100",
+    "llama-2-13b-a100-40gb",
+    "llama-2-70b-tp4-a100-80gb",
+    "llama-2-70b-tp4-h100",
+    "zero-latency",
+]
 
 
 def test_required_profiles_exist_and_cite_a_source():

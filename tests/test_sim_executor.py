@@ -1,6 +1,6 @@
 """SimulatedExecutor on the virtual clock: events, chunking, policies, cancel, faults."""
-import pytest
 
+import pytest
 from dynabatch.engines.base import Engine, EngineError
 from dynabatch.engines.simulated import SIMULATED_PARAMS, SimulatedExecutor, from_parameters
 from dynabatch.engines.simulated.tokens import token_at, token_base
@@ -27,7 +27,9 @@ def req(rid, prompt, max_new, **kw):
 
 
 def test_implements_engine_protocol_and_capacity():
-    eng = SimulatedExecutor(P7, max_batch_size=4, tokens_per_block=32, max_tokens_in_paged_kv_cache=1000)
+    eng = SimulatedExecutor(
+        P7, max_batch_size=4, tokens_per_block=32, max_tokens_in_paged_kv_cache=1000
+    )
     assert isinstance(eng, Engine)
     assert eng.kv_capacity.total_blocks == 1000 // 32 and eng.kv_capacity.tokens_per_block == 32
     half = SimulatedExecutor(P7, max_batch_size=4, kv_cache_free_gpu_mem_fraction=0.45)
@@ -57,9 +59,13 @@ def test_non_streaming_gets_first_token_then_final():
     eng.submit(req(7, 50, 40, true_output_len=25))
     events, _ = run(eng)
     assert [len(e.token_ids) for e in events] == [1, 24]
-    assert [e.finished for e in events] == [False, True] and events[-1].finish_reason == FinishReason.EOS
+    assert [e.finished for e in events] == [False, True] and events[
+        -1
+    ].finish_reason == FinishReason.EOS
     base = token_base(0, 7)
-    assert events[0].token_ids + events[1].token_ids == [token_at(base, i, 32000) for i in range(25)]
+    assert events[0].token_ids + events[1].token_ids == [
+        token_at(base, i, 32000) for i in range(25)
+    ]
 
 
 def test_end_id_stops_generation():
@@ -79,7 +85,9 @@ def test_chunked_prefill_spreads_a_long_prompt():
     eng.submit(req(1, 1000, 2))
     _, stats = run(eng)
     ctx = [s.num_ctx_tokens for s in stats if s.num_ctx_tokens]
-    assert ctx == [256, 256, 256, 232] and all(s.num_ctx_tokens + s.num_gen_tokens <= 256 for s in stats)
+    assert ctx == [256, 256, 256, 232] and all(
+        s.num_ctx_tokens + s.num_gen_tokens <= 256 for s in stats
+    )
     eng2 = SimulatedExecutor(P7, max_batch_size=4, max_num_tokens=256, enable_chunked_context=False)
     with pytest.raises(EngineError, match="max_num_tokens"):
         eng2.submit(req(1, 1000, 2))
@@ -90,12 +98,19 @@ def test_batch_size_limit_and_queue():
     for r in range(5):
         eng.submit(req(r, 20, 10))
     s = eng.step()
-    assert s.num_active_requests == 3 and s.num_queued_requests == 2 and s.max_num_active_requests == 3
+    assert (
+        s.num_active_requests == 3 and s.num_queued_requests == 2 and s.max_num_active_requests == 3
+    )
 
 
 def _overflow_workload(policy):
-    eng = SimulatedExecutor(P7, max_batch_size=16, tokens_per_block=16, capacity_policy=policy,
-                            max_tokens_in_paged_kv_cache=2048)
+    eng = SimulatedExecutor(
+        P7,
+        max_batch_size=16,
+        tokens_per_block=16,
+        capacity_policy=policy,
+        max_tokens_in_paged_kv_cache=2048,
+    )
     for r in range(12):
         eng.submit(req(r, 100, 300, true_output_len=200 + r))
     return eng, run(eng)
@@ -103,7 +118,9 @@ def _overflow_workload(policy):
 
 def test_max_utilization_pauses_and_recomputes_but_finishes_all():
     eng, (events, stats) = _overflow_workload("max_utilization")
-    assert sum(s.num_new_pauses for s in stats) > 0 and max(s.num_paused_requests for s in stats) > 0
+    assert (
+        sum(s.num_new_pauses for s in stats) > 0 and max(s.num_paused_requests for s in stats) > 0
+    )
     assert stats[-1].total_recomputed_tokens > 0
     assert max(s.used_num_blocks for s in stats) == eng.kv_capacity.total_blocks
     done = {e.request_id: e for e in events if e.finished}
@@ -145,13 +162,16 @@ def test_cancel_of_a_queued_request_with_no_other_work():
 
 def test_deterministic_for_a_seed():
     def once(seed):
-        eng = SimulatedExecutor(P7, max_batch_size=8, tokens_per_block=16, max_tokens_in_paged_kv_cache=1024,
-                                seed=seed)
+        eng = SimulatedExecutor(
+            P7, max_batch_size=8, tokens_per_block=16, max_tokens_in_paged_kv_cache=1024, seed=seed
+        )
         for r in range(10):
             eng.submit(req(r, 30 + 17 * r, 80, streaming=r % 2 == 0, true_output_len=40 + r))
         events, stats = run(eng)
-        return [(e.request_id, e.token_ids, e.finished, e.time) for e in events], \
-               [(s.iter_latency_ms, s.used_num_blocks, s.num_new_pauses) for s in stats]
+        return [(e.request_id, e.token_ids, e.finished, e.time) for e in events], [
+            (s.iter_latency_ms, s.used_num_blocks, s.num_new_pauses) for s in stats
+        ]
+
     assert once(1) == once(1)
     assert once(1)[0] != once(2)[0]
 
@@ -178,7 +198,9 @@ def test_fault_raise_fails_everything_then_recovers():
         eng.step()
     finals = eng.poll_events()
     assert sorted(e.request_id for e in finals) == [0, 1, 2]
-    assert all(e.finished and e.finish_reason == FinishReason.ERROR and e.error == "boom" for e in finals)
+    assert all(
+        e.finished and e.finish_reason == FinishReason.ERROR and e.error == "boom" for e in finals
+    )
     assert eng.blocks.free_blocks == eng.blocks.total_blocks and not eng.has_work
     eng.submit(req(5, 20, 3))
     events, _ = run(eng)
@@ -204,12 +226,23 @@ def test_shutdown_fails_held_requests():
 
 
 def test_from_parameters_reads_config_strings():
-    eng = from_parameters({"sim_profile": "llama-2-13b-a100-40gb", "batch_scheduler_policy": "guaranteed_no_evict",
-                           "max_tokens_in_paged_kv_cache": "4096", "tokens_per_block": "32",
-                           "enable_chunked_context": "false", "max_num_tokens": "2048", "sim_seed": "3"},
-                          max_batch_size=16, realtime=False)
+    eng = from_parameters(
+        {
+            "sim_profile": "llama-2-13b-a100-40gb",
+            "batch_scheduler_policy": "guaranteed_no_evict",
+            "max_tokens_in_paged_kv_cache": "4096",
+            "tokens_per_block": "32",
+            "enable_chunked_context": "false",
+            "max_num_tokens": "2048",
+            "sim_seed": "3",
+        },
+        max_batch_size=16,
+        realtime=False,
+    )
     assert eng.kv_capacity.total_blocks == 128 and eng.kv_capacity.tokens_per_block == 32
-    assert eng.sched.no_evict and not eng.sched.chunked and eng.seed == 3 and eng.max_batch_size == 16
+    assert (
+        eng.sched.no_evict and not eng.sched.chunked and eng.seed == 3 and eng.max_batch_size == 16
+    )
     default = from_parameters({}, max_batch_size=8, realtime=False)
     assert default.profile.name == "llama-2-13b-a100-40gb" and not default.sched.no_evict
     with pytest.raises(ConfigError, match="sim_profile"):
@@ -217,5 +250,13 @@ def test_from_parameters_reads_config_strings():
     with pytest.raises(ConfigError, match="batch_scheduler_policy"):
         from_parameters({"batch_scheduler_policy": "fifo"}, max_batch_size=8, realtime=False)
     assert {s.name for s in SIMULATED_PARAMS} >= {
-        "sim_profile", "sim_time_scale", "sim_seed", "batch_scheduler_policy", "max_tokens_in_paged_kv_cache",
-        "kv_cache_free_gpu_mem_fraction", "enable_chunked_context", "max_num_tokens", "tokens_per_block"}
+        "sim_profile",
+        "sim_time_scale",
+        "sim_seed",
+        "batch_scheduler_policy",
+        "max_tokens_in_paged_kv_cache",
+        "kv_cache_free_gpu_mem_fraction",
+        "enable_chunked_context",
+        "max_num_tokens",
+        "tokens_per_block",
+    }

@@ -1,28 +1,31 @@
 """Property tests on the block manager and the in-flight scheduler (virtual clock)."""
-from hypothesis import HealthCheck, given, settings, strategies as st
 
 from dynabatch.engines.simulated import SimulatedExecutor
 from dynabatch.engines.simulated.kv_cache import BlockManager
 from dynabatch.engines.simulated.tokens import token_base, tokens_range
 from dynabatch.types import FinishReason, GenerationRequest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 TPB = 16
 CAPACITY_TOKENS = 1024  # 64 blocks: small enough that max_utilization overflows often
 
 request_st = st.tuples(
-    st.integers(1, 300),                    # prompt length
-    st.integers(1, 200),                    # max new tokens
+    st.integers(1, 300),  # prompt length
+    st.integers(1, 200),  # max new tokens
     st.one_of(st.none(), st.integers(1, 250)),  # hidden true length
-    st.booleans(),                          # streaming
-    st.one_of(st.none(), st.integers(0, 60)),   # cancel after this many iterations
-    st.integers(0, 8),                      # arrives after this many iterations
+    st.booleans(),  # streaming
+    st.one_of(st.none(), st.integers(0, 60)),  # cancel after this many iterations
+    st.integers(0, 8),  # arrives after this many iterations
 )
-config_st = st.fixed_dictionaries(dict(
-    policy=st.sampled_from(["max_utilization", "guaranteed_no_evict"]),
-    max_batch_size=st.integers(1, 12),
-    max_num_tokens=st.sampled_from([16, 48, 128, 512]),
-    chunked=st.booleans(),
-))
+config_st = st.fixed_dictionaries(
+    dict(
+        policy=st.sampled_from(["max_utilization", "guaranteed_no_evict"]),
+        max_batch_size=st.integers(1, 12),
+        max_num_tokens=st.sampled_from([16, 48, 128, 512]),
+        chunked=st.booleans(),
+    )
+)
 
 
 def _growth_need(engine):
@@ -35,10 +38,16 @@ def _growth_need(engine):
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(reqs=st.lists(request_st, min_size=1, max_size=14), cfg=config_st, seed=st.integers(0, 3))
 def test_scheduler_invariants(reqs, cfg, seed):
-    eng = SimulatedExecutor("llama-2-7b-a100-80gb", max_batch_size=cfg["max_batch_size"],
-                            max_num_tokens=cfg["max_num_tokens"], tokens_per_block=TPB,
-                            capacity_policy=cfg["policy"], max_tokens_in_paged_kv_cache=CAPACITY_TOKENS,
-                            enable_chunked_context=cfg["chunked"], seed=seed)
+    eng = SimulatedExecutor(
+        "llama-2-7b-a100-80gb",
+        max_batch_size=cfg["max_batch_size"],
+        max_num_tokens=cfg["max_num_tokens"],
+        tokens_per_block=TPB,
+        capacity_policy=cfg["policy"],
+        max_tokens_in_paged_kv_cache=CAPACITY_TOKENS,
+        enable_chunked_context=cfg["chunked"],
+        seed=seed,
+    )
     no_evict = cfg["policy"] == "guaranteed_no_evict"
     expected, submitted, cancel_at = {}, set(), {}
     tokens: dict[int, list[int]] = {}
@@ -49,8 +58,11 @@ def test_scheduler_invariants(reqs, cfg, seed):
             if arrive == it:
                 if not cfg["chunked"] and prompt > cfg["max_num_tokens"]:
                     continue  # refused at submit (tested elsewhere)
-                eng.submit(GenerationRequest(rid, range(prompt), max_new, streaming=streaming,
-                                             true_output_len=true_len))
+                eng.submit(
+                    GenerationRequest(
+                        rid, range(prompt), max_new, streaming=streaming, true_output_len=true_len
+                    )
+                )
                 submitted.add(rid)
                 expected[rid] = min(max_new, true_len) if true_len else max_new
                 if cancel is not None:

@@ -1,9 +1,9 @@
 """SimulatedExecutor on its real-time driver thread."""
+
 import threading
 import time
 
 import pytest
-
 from dynabatch.engines.base import EngineError
 from dynabatch.engines.simulated import SimulatedExecutor, from_parameters
 from dynabatch.types import FinishReason, GenerationRequest
@@ -28,9 +28,11 @@ def test_serves_concurrent_submitters_and_shuts_down_fast(engines):
     eng = SimulatedExecutor("llama-2-7b-h100", max_batch_size=32)
     engines.append(eng)
     eng.start_realtime(0.2)
+
     def worker(base):
         for r in range(base, base + 10):
             eng.submit(GenerationRequest(r, range(50), 8, streaming=r % 2 == 0))
+
     threads = [threading.Thread(target=worker, args=(b,)) for b in (0, 100, 200)]
     for t in threads:
         t.start()
@@ -69,7 +71,9 @@ def test_step_wall_time_follows_time_scale(engines):
     collect(eng, 1)
     stats = eng.drain_stats()
     assert len(stats) == 12
-    gaps = [(b.timestamp - a.timestamp) / (b.iter_latency_ms / 1e3) for a, b in zip(stats, stats[1:])]
+    gaps = [
+        (b.timestamp - a.timestamp) / (b.iter_latency_ms / 1e3) for a, b in zip(stats, stats[1:])
+    ]
     assert sorted(gaps)[len(gaps) // 2] == pytest.approx(1.0, abs=0.3)
     # iter_latency_ms is simulated GPU time (~9.6 ms for one decode token on this
     # profile), whatever the scale; the wall clock ran twice as long

@@ -1,4 +1,5 @@
 """GpuTelemetry: quiet without NVML, correct readings with a (fake) NVML."""
+
 from __future__ import annotations
 
 import logging
@@ -61,9 +62,12 @@ def test_happy_path_reads_memory_and_utilisation():
     s = tel.sample()
     assert s == GpuSample(1, 60 * 2**30, 80 * 2**30, 93.0, 41.0)
     assert s.memory_used_fraction == 0.75
-    assert s.metrics() == {"gpu_memory_used_bytes": 60.0 * 2**30,
-                           "gpu_memory_total_bytes": 80.0 * 2**30,
-                           "gpu_utilization_pct": 93.0, "gpu_memory_utilization_pct": 41.0}
+    assert s.metrics() == {
+        "gpu_memory_used_bytes": 60.0 * 2**30,
+        "gpu_memory_total_bytes": 80.0 * 2**30,
+        "gpu_utilization_pct": 93.0,
+        "gpu_memory_utilization_pct": 41.0,
+    }
     assert nvml.calls == ["init", ("handle", 1)]  # initialised once
     tel.sample()
     assert nvml.calls.count("init") == 1

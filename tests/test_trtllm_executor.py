@@ -4,6 +4,7 @@ No GPU here: these check the adapter's parameter mapping, flows, cancellation, e
 paths and stats normalisation against a stand-in that mirrors TensorRT-LLM 1.2.x's
 binding names and misuse errors.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -11,16 +12,21 @@ import sys
 import time
 
 import pytest
-
 from dynabatch.core import ServingCore
-from dynabatch.engines.base import EngineError
 from dynabatch.engines import trtllm_executor as tx
+from dynabatch.engines.base import EngineError
 from dynabatch.gate import AdmissionGate
 from dynabatch.params import ConfigError
 from dynabatch.types import FinishReason, GenerationRequest, SamplingParams
 from stand_in.activate import stand_in_trtllm  # noqa: F401  (fixture)
-from stand_in.harness import (FixedController, RecordingSink, collect, engine_dir, token_at,
-                              wait_for_tokens)
+from stand_in.harness import (
+    FixedController,
+    RecordingSink,
+    collect,
+    engine_dir,
+    token_at,
+    wait_for_tokens,
+)
 
 ALL_SET = {
     "gpt_model_path": None,  # filled per test
@@ -48,16 +54,19 @@ def req(rid, prompt=(5, 6, 7), n=6, **kw):
 
 
 def test_every_parameter_reaches_its_config_field(stand_in_trtllm, tmp_path):
-    assert {s.name for s in tx.TRTLLM_EXECUTOR_PARAMS} == set(ALL_SET), \
+    assert {s.name for s in tx.TRTLLM_EXECUTOR_PARAMS} == set(ALL_SET), (
         "a declared parameter is not covered by this mapping test"
+    )
     tle = stand_in_trtllm.bindings.executor
     params = dict(ALL_SET, gpt_model_path=engine_dir(tmp_path))
     eng = tx.from_parameters(params, max_batch_size=48)
     try:
         cfg = eng._ex.config
         assert cfg.max_batch_size == 48  # the controller's upper bound
-        assert cfg.scheduler_config.capacity_scheduler_policy is \
-            tle.CapacitySchedulerPolicy.MAX_UTILIZATION
+        assert (
+            cfg.scheduler_config.capacity_scheduler_policy
+            is tle.CapacitySchedulerPolicy.MAX_UTILIZATION
+        )
         assert cfg.kv_cache_config.free_gpu_memory_fraction == 0.5
         assert cfg.kv_cache_config.max_tokens == 8192
         assert cfg.kv_cache_config.enable_block_reuse is True
@@ -77,8 +86,10 @@ def test_defaults_follow_tensorrt_llm(stand_in_trtllm, tmp_path):
     eng = make(tmp_path)
     try:
         cfg = eng._ex.config
-        assert cfg.scheduler_config.capacity_scheduler_policy is \
-            tle.CapacitySchedulerPolicy.GUARANTEED_NO_EVICT
+        assert (
+            cfg.scheduler_config.capacity_scheduler_policy
+            is tle.CapacitySchedulerPolicy.GUARANTEED_NO_EVICT
+        )
         assert cfg.kv_cache_config.max_tokens is None
         assert cfg.kv_cache_config.free_gpu_memory_fraction == 0.9
         assert cfg.kv_cache_config.enable_block_reuse is False
@@ -87,12 +98,15 @@ def test_defaults_follow_tensorrt_llm(stand_in_trtllm, tmp_path):
         eng.shutdown()
 
 
-@pytest.mark.parametrize("bad, name", [
-    ({"batch_scheduler_policy": "fastest"}, "batch_scheduler_policy"),
-    ({"kv_cache_free_gpu_mem_fraction": "1.5"}, "kv_cache_free_gpu_mem_fraction"),
-    ({"gpu_device_ids": "0,x"}, "gpu_device_ids"),
-    ({"gpt_model_path": ""}, "gpt_model_path"),
-])
+@pytest.mark.parametrize(
+    "bad, name",
+    [
+        ({"batch_scheduler_policy": "fastest"}, "batch_scheduler_policy"),
+        ({"kv_cache_free_gpu_mem_fraction": "1.5"}, "kv_cache_free_gpu_mem_fraction"),
+        ({"gpu_device_ids": "0,x"}, "gpu_device_ids"),
+        ({"gpt_model_path": ""}, "gpt_model_path"),
+    ],
+)
 def test_bad_parameters_fail_model_load(stand_in_trtllm, tmp_path, bad, name):
     with pytest.raises(ConfigError) as err:
         make(tmp_path, **bad)
@@ -115,8 +129,9 @@ def test_missing_tensorrt_llm_says_what_to_install(monkeypatch, tmp_path):
 
 def test_virtual_clock_is_refused(stand_in_trtllm, tmp_path):
     with pytest.raises(ConfigError, match="real time"):
-        tx.from_parameters({"gpt_model_path": engine_dir(tmp_path)}, max_batch_size=4,
-                           realtime=False)
+        tx.from_parameters(
+            {"gpt_model_path": engine_dir(tmp_path)}, max_batch_size=4, realtime=False
+        )
 
 
 def test_streaming_request_gets_tokens_per_iteration(stand_in_trtllm, tmp_path):
@@ -127,7 +142,9 @@ def test_streaming_request_gets_tokens_per_iteration(stand_in_trtllm, tmp_path):
         assert len(events) >= 2 and all(not e.finished for e in events[:-1])
         final = events[-1]
         assert final.finished and final.finish_reason == FinishReason.LENGTH
-        assert [t for e in events for t in e.token_ids] == [token_at([5, 6, 7], i) for i in range(6)]
+        assert [t for e in events for t in e.token_ids] == [
+            token_at([5, 6, 7], i) for i in range(6)
+        ]
     finally:
         eng.shutdown()
 
@@ -162,8 +179,15 @@ def test_sampling_options_reach_the_request(stand_in_trtllm, tmp_path, monkeypat
     real = eng._ex.enqueue_request
     monkeypatch.setattr(eng._ex, "enqueue_request", lambda r: (seen.append(r), real(r))[1])
     try:
-        sp = SamplingParams(temperature=0.7, top_k=40, top_p=0.9, seed=3,
-                            repetition_penalty=1.1, min_tokens=2, beam_width=2)
+        sp = SamplingParams(
+            temperature=0.7,
+            top_k=40,
+            top_p=0.9,
+            seed=3,
+            repetition_penalty=1.1,
+            min_tokens=2,
+            beam_width=2,
+        )
         eng.submit(req(9, n=3, sampling=sp, end_id=2, pad_id=0))
         r = seen[0]
         sc = r.sampling_config
@@ -303,10 +327,18 @@ def test_serving_core_drives_the_executor_under_a_limit(stand_in_trtllm, tmp_pat
 def test_model_config_and_factory_build_the_executor(stand_in_trtllm, tmp_path):
     from dynabatch.config import load_config
     from dynabatch.engines.factory import make_engine
-    cfg = load_config({"engine": "trtllm_executor", "gpt_model_path": engine_dir(tmp_path),
-                       "batch_scheduler_policy": "max_utilization", "max_batch_size": "24"})
-    eng = make_engine(cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size,
-                      realtime=True)
+
+    cfg = load_config(
+        {
+            "engine": "trtllm_executor",
+            "gpt_model_path": engine_dir(tmp_path),
+            "batch_scheduler_policy": "max_utilization",
+            "max_batch_size": "24",
+        }
+    )
+    eng = make_engine(
+        cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
+    )
     try:
         assert eng._ex.config.max_batch_size == 24
         assert eng._ex.config.scheduler_config.capacity_scheduler_policy.name == "MAX_UTILIZATION"

@@ -1,13 +1,13 @@
 """The TensorRT-LLM LLM-API adapter against the stand-in `tensorrt_llm` (tests/stand_in):
 parameter mapping, the asyncio bridge (streaming, non-streaming, cancel, errors) and
 stats normalisation through ServingCore. No GPU involved."""
+
 from __future__ import annotations
 
 import sys
 import time
 
 import pytest
-
 from dynabatch.core import ServingCore
 from dynabatch.engines import trtllm_llmapi as tl
 from dynabatch.engines.base import EngineError
@@ -15,8 +15,14 @@ from dynabatch.gate import AdmissionGate
 from dynabatch.params import ConfigError
 from dynabatch.types import FinishReason, GenerationRequest, SamplingParams
 from stand_in.activate import stand_in_trtllm  # noqa: F401  (fixture)
-from stand_in.harness import (FixedController, RecordingSink, checkpoint_dir, collect, token_at,
-                              wait_for_tokens)
+from stand_in.harness import (
+    FixedController,
+    RecordingSink,
+    checkpoint_dir,
+    collect,
+    token_at,
+    wait_for_tokens,
+)
 
 ALL_SET = {
     "gpt_model_path": None,
@@ -37,8 +43,10 @@ ALL_SET = {
 
 
 def make(tmp_path, tokenizer=True, **params):
-    p = {"gpt_model_path": checkpoint_dir(tmp_path, tokenizer=tokenizer),
-         "stats_check_period_ms": "5"}
+    p = {
+        "gpt_model_path": checkpoint_dir(tmp_path, tokenizer=tokenizer),
+        "stats_check_period_ms": "5",
+    }
     p.update(params)
     return tl.from_parameters(p, max_batch_size=8)
 
@@ -48,20 +56,30 @@ def req(rid, prompt=(4, 5), n=6, **kw):
 
 
 def test_every_parameter_reaches_the_llm(stand_in_trtllm, tmp_path):
-    assert {s.name for s in tl.TRTLLM_LLMAPI_PARAMS} == set(ALL_SET), \
+    assert {s.name for s in tl.TRTLLM_LLMAPI_PARAMS} == set(ALL_SET), (
         "a declared parameter is not covered by this mapping test"
+    )
     ckpt = checkpoint_dir(tmp_path)
-    eng = tl.from_parameters(dict(ALL_SET, gpt_model_path=ckpt, tokenizer_dir=ckpt),
-                             max_batch_size=40)
+    eng = tl.from_parameters(
+        dict(ALL_SET, gpt_model_path=ckpt, tokenizer_dir=ckpt), max_batch_size=40
+    )
     try:
         a = eng._llm.args
         assert a["model"] == ckpt and a["tokenizer"] == ckpt
         assert a["max_batch_size"] == 40  # the controller's upper bound
         assert a["scheduler_config"].capacity_scheduler_policy.value == "MAX_UTILIZATION"
         kv = a["kv_cache_config"]
-        assert (kv.free_gpu_memory_fraction, kv.max_tokens, kv.enable_block_reuse) == (0.4, 4096, True)
+        assert (kv.free_gpu_memory_fraction, kv.max_tokens, kv.enable_block_reuse) == (
+            0.4,
+            4096,
+            True,
+        )
         assert a["enable_chunked_prefill"] is True and a["enable_iter_perf_stats"] is True
-        assert (a["max_beam_width"], a["max_num_tokens"], a["iter_stats_max_iterations"]) == (2, 1024, 55)
+        assert (a["max_beam_width"], a["max_num_tokens"], a["iter_stats_max_iterations"]) == (
+            2,
+            1024,
+            55,
+        )
         assert a["tensor_parallel_size"] == 1 and a["skip_tokenizer_init"] is False
         assert eng._stream_tokens is False and eng._stats_period == 0.005
     finally:
@@ -98,8 +116,9 @@ def test_end_id_and_sampling_mapping(stand_in_trtllm, tmp_path, monkeypatch):
     eng = make(tmp_path)
     seen = []
     real = eng._llm.generate_async
-    monkeypatch.setattr(eng._llm, "generate_async",
-                        lambda *a, **k: (seen.append((a, k)), real(*a, **k))[1])
+    monkeypatch.setattr(
+        eng._llm, "generate_async", lambda *a, **k: (seen.append((a, k)), real(*a, **k))[1]
+    )
     try:
         end = token_at([4, 5], 1)
         sp = SamplingParams(temperature=0.5, top_k=8, top_p=0.8, seed=1, min_tokens=1)
@@ -109,8 +128,14 @@ def test_end_id_and_sampling_mapping(stand_in_trtllm, tmp_path, monkeypatch):
         args, kw = seen[0]
         p = kw["sampling_params"]
         assert args[0] == [4, 5] and kw["streaming"] is True
-        assert (p.end_id, p.max_tokens, p.temperature, p.top_k, p.top_p, p.seed) == \
-            (end, 40, 0.5, 8, 0.8, 1)
+        assert (p.end_id, p.max_tokens, p.temperature, p.top_k, p.top_p, p.seed) == (
+            end,
+            40,
+            0.5,
+            8,
+            0.8,
+            1,
+        )
         assert p.detokenize is False and p.use_beam_search is False
     finally:
         eng.shutdown()

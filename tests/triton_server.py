@@ -5,6 +5,7 @@ copy of model_repository/. `load(name, **params)` rewrites that copy's config.pb
 parameters and (re)loads the model, so each test picks its own configuration without
 a server restart. `stop()` always ends the process (terminate, then kill).
 """
+
 from __future__ import annotations
 
 import re
@@ -12,7 +13,6 @@ import shutil
 import time
 import urllib.request
 from pathlib import Path
-from typing import Optional
 
 from dynabatch.live.pbtxt import set_parameters
 from dynabatch.live.server import TritonServer as LiveTritonServer
@@ -29,18 +29,23 @@ class TritonServer(LiveTritonServer):
     def __init__(self, workdir: Path, startup_timeout_s: float = 60.0) -> None:
         self.workdir = Path(workdir)
         self.repo = self.workdir / "models"
-        super().__init__(model_repository=self.repo, log_path=self.workdir / "tritonserver.log",
-                         startup_timeout_s=startup_timeout_s, exit_timeout_s=5,
-                         extra_args=("--model-control-mode=explicit", "--metrics-interval-ms=100"),
-                         health_path="/v2/health/live")
+        super().__init__(
+            model_repository=self.repo,
+            log_path=self.workdir / "tritonserver.log",
+            startup_timeout_s=startup_timeout_s,
+            exit_timeout_s=5,
+            extra_args=("--model-control-mode=explicit", "--metrics-interval-ms=100"),
+            health_path="/v2/health/live",
+        )
 
-    def start(self) -> "TritonServer":
+    def start(self) -> TritonServer:
         shutil.copytree(MODEL_REPOSITORY, self.repo)
         return super().start()
 
     def load(self, name: str = "tensorrt_llm", **params) -> None:
         """Rewrite the model's parameters (temp copy) and (re)load it; raises on failure."""
         import tritonclient.http as http
+
         config = self.repo / name / "config.pbtxt"
         base = (MODEL_REPOSITORY / name / "config.pbtxt").read_text()
         config.write_text(set_parameters(base, params))
@@ -57,6 +62,7 @@ class TritonServer(LiveTritonServer):
 
     def unload(self, name: str = "tensorrt_llm") -> None:
         import tritonclient.http as http
+
         client = http.InferenceServerClient(self.http_url, network_timeout=60.0)
         try:
             client.unload_model(name)
@@ -72,14 +78,15 @@ class TritonServer(LiveTritonServer):
         with urllib.request.urlopen(self.metrics_url, timeout=5) as r:
             return r.read().decode()
 
-    def metric(self, family: str, model: str = "tensorrt_llm", text: Optional[str] = None,
-               **labels) -> Optional[float]:
+    def metric(
+        self, family: str, model: str = "tensorrt_llm", text: str | None = None, **labels
+    ) -> float | None:
         """The value of one sample of `family` for `model` with the given labels
         (from `text`, one scrape, when given)."""
         for line in (text if text is not None else self.metrics()).splitlines():
             if not line.startswith(family + "{"):
                 continue
-            found = dict(re.findall(r'(\w+)="([^"]*)"', line[len(family):line.index("}") + 1]))
+            found = dict(re.findall(r'(\w+)="([^"]*)"', line[len(family) : line.index("}") + 1]))
             want = {"model": model, **{k: str(v) for k, v in labels.items()}}
             if all(found.get(k) == v for k, v in want.items()):
                 return float(line.rsplit(" ", 1)[1])
@@ -104,10 +111,11 @@ class Stream:
         import queue
 
         import tritonclient.grpc as grpc
+
         self.grpc = grpc
         self.model = model
         self.client = grpc.InferenceServerClient(url)
-        self.responses: "queue.Queue" = queue.Queue()
+        self.responses: queue.Queue = queue.Queue()
         self.client.start_stream(callback=lambda result, error: self.responses.put((result, error)))
         self.tokens: dict[str, list[int]] = {}
         self.count: dict[str, int] = {}
@@ -115,9 +123,18 @@ class Stream:
         self.finals: dict[str, int] = {}  # final responses per id (a `stop` reuses the id)
         self.errors: list[str] = []
 
-    def send(self, request_id: str, input_ids, output_len: Optional[int], *, streaming=True,
-             parameters: Optional[dict] = None, **extra) -> None:
+    def send(
+        self,
+        request_id: str,
+        input_ids,
+        output_len: int | None,
+        *,
+        streaming=True,
+        parameters: dict | None = None,
+        **extra,
+    ) -> None:
         import numpy as np
+
         if input_ids is not None and not isinstance(input_ids, np.ndarray):
             input_ids = np.asarray([input_ids], dtype=np.int32)  # list: batch of one
         if streaming is not None and not isinstance(streaming, np.ndarray):
@@ -128,18 +145,25 @@ class Stream:
         tensors.update(extra)  # name -> numpy array (its dtype picks the Triton type)
         tensors = {k: v for k, v in tensors.items() if v is not None}
         from tritonclient.utils import np_to_triton_dtype
+
         inputs = []
         for name, value in tensors.items():
             a = np.asarray(value)
             t = self.grpc.InferInput(name, list(a.shape), np_to_triton_dtype(a.dtype))
             t.set_data_from_numpy(a)
             inputs.append(t)
-        self.client.async_stream_infer(self.model, inputs, request_id=request_id,
-                                       parameters=parameters, enable_empty_final_response=True)
+        self.client.async_stream_infer(
+            self.model,
+            inputs,
+            request_id=request_id,
+            parameters=parameters,
+            enable_empty_final_response=True,
+        )
 
     def pump(self, timeout: float = 0.5) -> bool:
         """Take one response off the stream; False when none came within timeout."""
         import queue
+
         try:
             result, error = self.responses.get(timeout=timeout)
         except queue.Empty:
@@ -163,8 +187,10 @@ class Stream:
         deadline = time.monotonic() + timeout
         while not until():
             if time.monotonic() > deadline:
-                raise TimeoutError(f"stream: condition not met in {timeout} s; finished="
-                                   f"{sorted(self.finished)} errors={self.errors[:3]}")
+                raise TimeoutError(
+                    f"stream: condition not met in {timeout} s; finished="
+                    f"{sorted(self.finished)} errors={self.errors[:3]}"
+                )
             self.pump(0.2)
 
     def close(self, cancel: bool = False) -> None:

@@ -6,11 +6,13 @@ the model from loading instead of being silently ignored.
 `render_parameters_doc` writes docs/PARAMETERS.md from the same ParamSpecs
 (`python -m dynabatch.config > docs/PARAMETERS.md`).
 """
+
 from __future__ import annotations
 
 import logging
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, Mapping
+from typing import Any
 
 from .controller import CONTROLLER_PARAMS
 from .engines.factory import ENGINE_NAMES, engine_param_specs
@@ -19,60 +21,146 @@ from .params import ConfigError, ParamSpec, check_known, markdown_table, parse_p
 log = logging.getLogger("dynabatch.config")
 
 MODEL_PARAMS: list[ParamSpec] = [
-    ParamSpec("engine", str, "simulated", "executor behind the model", choices=ENGINE_NAMES,
-              group="model"),
-    ParamSpec("max_batch_size", int, 64,
-              "largest in-flight batch: the executor is built with it and the controller "
-              "never sets a higher limit (B_max)", min=1, max=4096, group="model"),
-    ParamSpec("max_queue_size", int, 1024,
-              "requests waiting for admission before new ones are rejected (0 = unbounded)",
-              min=0, group="model"),
-    ParamSpec("queue_timeout_ms", float, 0.0,
-              "a request still waiting for admission after this long fails (0 = wait forever)",
-              min=0, group="model"),
-    ParamSpec("max_prompt_len", int, 0,
-              "longest accepted prompt in tokens (0 = bounded only by the KV cache)",
-              min=0, group="model"),
-    ParamSpec("max_new_tokens_limit", int, 4096,
-              "largest accepted request_output_len", min=1, group="model"),
-    ParamSpec("vocab_size", int, 0,
-              "input_ids must lie in [0, vocab_size); 0 = the engine's vocabulary where it "
-              "knows one (simulated profiles), else no check", min=0, group="model"),
-    ParamSpec("exclude_input_in_output", bool, True,
-              "non-streaming output_ids hold only generated tokens (false: prompt + generated)",
-              group="model"),
-    ParamSpec("cancellation_check_period_ms", float, 50.0,
-              "how often queued and running requests are checked for client cancellation",
-              min=1, max=10000, group="model"),
-    ParamSpec("metrics_interval_ms", float, 100.0,
-              "how often the /metrics gauges are refreshed", min=10, max=60000, group="model"),
-    ParamSpec("loop_poll_ms", float, 10.0,
-              "longest wait for engine events in one serving-loop pass", min=1, max=1000,
-              group="model"),
+    ParamSpec(
+        "engine", str, "simulated", "executor behind the model", choices=ENGINE_NAMES, group="model"
+    ),
+    ParamSpec(
+        "max_batch_size",
+        int,
+        64,
+        "largest in-flight batch: the executor is built with it and the controller "
+        "never sets a higher limit (B_max)",
+        min=1,
+        max=4096,
+        group="model",
+    ),
+    ParamSpec(
+        "max_queue_size",
+        int,
+        1024,
+        "requests waiting for admission before new ones are rejected (0 = unbounded)",
+        min=0,
+        group="model",
+    ),
+    ParamSpec(
+        "queue_timeout_ms",
+        float,
+        0.0,
+        "a request still waiting for admission after this long fails (0 = wait forever)",
+        min=0,
+        group="model",
+    ),
+    ParamSpec(
+        "max_prompt_len",
+        int,
+        0,
+        "longest accepted prompt in tokens (0 = bounded only by the KV cache)",
+        min=0,
+        group="model",
+    ),
+    ParamSpec(
+        "max_new_tokens_limit",
+        int,
+        4096,
+        "largest accepted request_output_len",
+        min=1,
+        group="model",
+    ),
+    ParamSpec(
+        "vocab_size",
+        int,
+        0,
+        "input_ids must lie in [0, vocab_size); 0 = the engine's vocabulary where it "
+        "knows one (simulated profiles), else no check",
+        min=0,
+        group="model",
+    ),
+    ParamSpec(
+        "exclude_input_in_output",
+        bool,
+        True,
+        "non-streaming output_ids hold only generated tokens (false: prompt + generated)",
+        group="model",
+    ),
+    ParamSpec(
+        "cancellation_check_period_ms",
+        float,
+        50.0,
+        "how often queued and running requests are checked for client cancellation",
+        min=1,
+        max=10000,
+        group="model",
+    ),
+    ParamSpec(
+        "metrics_interval_ms",
+        float,
+        100.0,
+        "how often the /metrics gauges are refreshed",
+        min=10,
+        max=60000,
+        group="model",
+    ),
+    ParamSpec(
+        "loop_poll_ms",
+        float,
+        10.0,
+        "longest wait for engine events in one serving-loop pass",
+        min=1,
+        max=1000,
+        group="model",
+    ),
     # fault handling (docs/RELIABILITY.md)
-    ParamSpec("engine_watchdog_ms", float, 60000.0,
-              "an engine that holds requests but finishes no iteration for this long is "
-              "declared stalled: its requests fail and it is rebuilt (0 = no watchdog)",
-              min=0, group="model"),
-    ParamSpec("engine_recovery", bool, True,
-              "after an engine fault or stall, rebuild the engine and keep serving (false: "
-              "later requests get an error until the model is reloaded)", group="model"),
-    ParamSpec("enable_fault_injection", bool, False,
-              "TEST ONLY: honour the `inject_fault` request parameter (simulated engine "
-              "only; makes the engine raise or stall); never enable in production",
-              group="model"),
+    ParamSpec(
+        "engine_watchdog_ms",
+        float,
+        60000.0,
+        "an engine that holds requests but finishes no iteration for this long is "
+        "declared stalled: its requests fail and it is rebuilt (0 = no watchdog)",
+        min=0,
+        group="model",
+    ),
+    ParamSpec(
+        "engine_recovery",
+        bool,
+        True,
+        "after an engine fault or stall, rebuild the engine and keep serving (false: "
+        "later requests get an error until the model is reloaded)",
+        group="model",
+    ),
+    ParamSpec(
+        "enable_fault_injection",
+        bool,
+        False,
+        "TEST ONLY: honour the `inject_fault` request parameter (simulated engine "
+        "only; makes the engine raise or stall); never enable in production",
+        group="model",
+    ),
 ]
 
 # Keys of tensorrtllm_backend's tensorrt_llm config.pbtxt that have no meaning here:
 # accepted (with a warning when set) so an existing config can be reused as is.
-TRTLLM_COMPAT_IGNORED = frozenset({
-    "FORCE_CPU_ONLY_INPUT_TENSORS", "gpt_model_type", "max_attention_window_size",
-    "kv_cache_host_memory_bytes", "kv_cache_onboard_blocks", "enable_trt_overlap",
-    "request_stats_max_iterations", "normalize_log_probs", "gpu_device_ids",
-    "lora_cache_optimal_adapter_size", "lora_cache_max_adapter_size",
-    "lora_cache_gpu_memory_fraction", "lora_cache_host_memory_bytes", "decoding_mode",
-    "executor_worker_path", "medusa_choices", "participant_ids", "sink_token_length",
-})
+TRTLLM_COMPAT_IGNORED = frozenset(
+    {
+        "FORCE_CPU_ONLY_INPUT_TENSORS",
+        "gpt_model_type",
+        "max_attention_window_size",
+        "kv_cache_host_memory_bytes",
+        "kv_cache_onboard_blocks",
+        "enable_trt_overlap",
+        "request_stats_max_iterations",
+        "normalize_log_probs",
+        "gpu_device_ids",
+        "lora_cache_optimal_adapter_size",
+        "lora_cache_max_adapter_size",
+        "lora_cache_gpu_memory_fraction",
+        "lora_cache_host_memory_bytes",
+        "decoding_mode",
+        "executor_worker_path",
+        "medusa_choices",
+        "participant_ids",
+        "sink_token_length",
+    }
+)
 
 
 def controller_param_specs() -> list[ParamSpec]:
@@ -145,19 +233,24 @@ def load_config(raw: Mapping[str, str]) -> ModelConfig:
     if policy is None:
         raise ConfigError("batch_policy", None, "the controller package declares no batch_policy")
     return ModelConfig(
-        engine=model["engine"], max_batch_size=model["max_batch_size"],
+        engine=model["engine"],
+        max_batch_size=model["max_batch_size"],
         max_queue_size=model["max_queue_size"],
         queue_timeout_s=model["queue_timeout_ms"] / 1000.0,
         max_prompt_len=model["max_prompt_len"],
-        max_new_tokens_limit=model["max_new_tokens_limit"], vocab_size=model["vocab_size"],
+        max_new_tokens_limit=model["max_new_tokens_limit"],
+        vocab_size=model["vocab_size"],
         exclude_input_in_output=model["exclude_input_in_output"],
         cancel_check_s=model["cancellation_check_period_ms"] / 1000.0,
         metrics_interval_s=model["metrics_interval_ms"] / 1000.0,
         loop_poll_s=model["loop_poll_ms"] / 1000.0,
-        policy=policy, controller_params=controller, engine_params=engine,
+        policy=policy,
+        controller_params=controller,
+        engine_params=engine,
         engine_watchdog_s=model["engine_watchdog_ms"] / 1000.0,
         engine_recovery=model["engine_recovery"],
-        enable_fault_injection=model["enable_fault_injection"])
+        enable_fault_injection=model["enable_fault_injection"],
+    )
 
 
 def render_parameters_doc() -> str:
@@ -167,7 +260,7 @@ def render_parameters_doc() -> str:
         "",
         "Generated from the ParamSpecs by `python -m dynabatch.config > docs/PARAMETERS.md`;",
         "a test fails when this file and the code disagree. Every value is a string in",
-        "`parameters { key: \"...\" value: { string_value: \"...\" } }`. An empty value or an",
+        '`parameters { key: "..." value: { string_value: "..." } }`. An empty value or an',
         "unfilled `${...}` template means the default. An invalid value or an unknown key",
         "fails the model load with a message naming the parameter and what is allowed.",
         "",
@@ -181,12 +274,22 @@ def render_parameters_doc() -> str:
     ]
     for name in ENGINE_NAMES:
         specs = engine_param_specs(name)
-        parts += ["", f"## Engine `{name}`", "",
-                  markdown_table(specs) if specs else "(not part of this install)"]
-    parts += ["", "## Accepted for compatibility, ignored", "",
-              "Keys of tensorrtllm_backend's `tensorrt_llm` config.pbtxt that mean nothing "
-              "here; a value set for one is logged as a warning:", "",
-              ", ".join(f"`{k}`" for k in sorted(TRTLLM_COMPAT_IGNORED)), ""]
+        parts += [
+            "",
+            f"## Engine `{name}`",
+            "",
+            markdown_table(specs) if specs else "(not part of this install)",
+        ]
+    parts += [
+        "",
+        "## Accepted for compatibility, ignored",
+        "",
+        "Keys of tensorrtllm_backend's `tensorrt_llm` config.pbtxt that mean nothing "
+        "here; a value set for one is logged as a warning:",
+        "",
+        ", ".join(f"`{k}`" for k in sorted(TRTLLM_COMPAT_IGNORED)),
+        "",
+    ]
     return "\n".join(parts)
 
 

@@ -6,13 +6,14 @@ benchmark calls it between virtual-clock engine iterations. Same object, same co
 Threading: `submit` and `cancel` may be called from any thread (they only append to
 an inbox); everything else runs on the thread that calls `step()`.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
-from typing import Optional, Protocol
+from typing import Protocol
 
 from .controller.base import Controller
 from .engines.base import Engine, EngineError
@@ -25,7 +26,7 @@ log = logging.getLogger("dynabatch.core")
 class ResponseSink(Protocol):
     """Receives a request's events; the event with `finished=True` is the last call."""
 
-    def on_event(self, event: TokenEvent, state: Optional[RequestState]) -> None: ...
+    def on_event(self, event: TokenEvent, state: RequestState | None) -> None: ...
 
 
 @dataclass
@@ -70,7 +71,7 @@ class ServingCore:
         return not self.running and not len(self.gate) and not self._inbox
 
     # ---- the stepping thread ----------------------------------------------------
-    def admission_error(self, request: GenerationRequest) -> Optional[str]:
+    def admission_error(self, request: GenerationRequest) -> str | None:
         """Reasons a request can never be served by this engine (checked before queueing)."""
         cap = self.engine.kv_capacity
         if request.prompt_len < 1:
@@ -79,9 +80,11 @@ class ServingCore:
             return f"request_output_len must be >= 1, got {request.max_new_tokens}"
         need = request.prompt_len + request.max_new_tokens
         if need > cap.total_tokens:
-            return (f"prompt ({request.prompt_len} tokens) + request_output_len "
-                    f"({request.max_new_tokens}) = {need} tokens exceeds the KV cache "
-                    f"({cap.total_tokens} tokens)")
+            return (
+                f"prompt ({request.prompt_len} tokens) + request_output_len "
+                f"({request.max_new_tokens}) = {need} tokens exceeds the KV cache "
+                f"({cap.total_tokens} tokens)"
+            )
         return None
 
     def step(self, timeout: float = 0.0) -> int:
@@ -103,19 +106,32 @@ class ServingCore:
             self.last_stats = s
             self.counters.paused_total += s.num_new_pauses
             self.counters.recomputed_tokens = s.total_recomputed_tokens
-            self.controller.update(ControlInput(
-                stats=s, num_waiting=len(self.gate),
-                oldest_wait_s=self.gate.oldest_wait(s.timestamp), running=self.running,
-                waiting_head=[(q.request.prompt_len, q.request.max_new_tokens)
-                              for q in self.gate.head()] if wants_head else (),
-                gpu=self.gpu_sample))
+            self.controller.update(
+                ControlInput(
+                    stats=s,
+                    num_waiting=len(self.gate),
+                    oldest_wait_s=self.gate.oldest_wait(s.timestamp),
+                    running=self.running,
+                    waiting_head=[
+                        (q.request.prompt_len, q.request.max_new_tokens) for q in self.gate.head()
+                    ]
+                    if wants_head
+                    else (),
+                    gpu=self.gpu_sample,
+                )
+            )
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1
             self.counters.timed_out += 1
-            self._finish_unadmitted(item.request.request_id, item.sink, FinishReason.ERROR,
-                                    f"request waited longer than the queue timeout "
-                                    f"({self.gate.queue_timeout_s:g} s) for admission", now)
+            self._finish_unadmitted(
+                item.request.request_id,
+                item.sink,
+                FinishReason.ERROR,
+                f"request waited longer than the queue timeout "
+                f"({self.gate.queue_timeout_s:g} s) for admission",
+                now,
+            )
         self._admit(now)
         return len(events)
 
@@ -165,15 +181,27 @@ class ServingCore:
                 return
             req = item.request
             self.running[req.request_id] = RequestState(
-                request_id=req.request_id, prompt_len=req.prompt_len,
-                max_new_tokens=req.max_new_tokens, arrival_time=item.enqueue_time,
-                admitted_time=now)
+                request_id=req.request_id,
+                prompt_len=req.prompt_len,
+                max_new_tokens=req.max_new_tokens,
+                arrival_time=item.enqueue_time,
+                admitted_time=now,
+            )
             self._sinks[req.request_id] = item.sink
             try:
                 self.engine.submit(req)
             except EngineError as exc:
-                self._end(req.request_id, TokenEvent(
-                    req.request_id, [], True, FinishReason.ERROR, f"engine refused request: {exc}", now))
+                self._end(
+                    req.request_id,
+                    TokenEvent(
+                        req.request_id,
+                        [],
+                        True,
+                        FinishReason.ERROR,
+                        f"engine refused request: {exc}",
+                        now,
+                    ),
+                )
 
     def _dispatch(self, event: TokenEvent) -> None:
         state = self.running.get(event.request_id)
@@ -202,8 +230,9 @@ class ServingCore:
         self.controller.on_request_finish(state)
         sink.on_event(event, state)
 
-    def _finish_unadmitted(self, rid: int, sink: ResponseSink, reason: FinishReason,
-                           error: Optional[str], now: float) -> None:
+    def _finish_unadmitted(
+        self, rid: int, sink: ResponseSink, reason: FinishReason, error: str | None, now: float
+    ) -> None:
         sink.on_event(TokenEvent(rid, [], True, reason, error, now), None)
 
     def _fail_all(self, message: str) -> None:
@@ -213,6 +242,8 @@ class ServingCore:
             if item is None:
                 break
             self.counters.failed += 1
-            self._finish_unadmitted(item.request.request_id, item.sink, FinishReason.ERROR, message, now)
+            self._finish_unadmitted(
+                item.request.request_id, item.sink, FinishReason.ERROR, message, now
+            )
         for rid in list(self.running):
             self._end(rid, TokenEvent(rid, [], True, FinishReason.ERROR, message, now))

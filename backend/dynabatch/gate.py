@@ -4,13 +4,14 @@ Ordering is priority first (higher first), then arrival (FCFS). Removal (cancel)
 and expiry (queue timeout) are lazy: entries are marked dead and skipped on pop, so
 every operation stays O(log n) even with a long queue.
 """
+
 from __future__ import annotations
 
 import heapq
 import itertools
 from collections import deque
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 from .types import GenerationRequest
 
@@ -46,20 +47,22 @@ class AdmissionGate:
     def __contains__(self, request_id: int) -> bool:
         return request_id in self._by_id
 
-    def offer(self, request: GenerationRequest, sink: Any, now: float) -> Optional[str]:
+    def offer(self, request: GenerationRequest, sink: Any, now: float) -> str | None:
         """Queue a request; return None, or the reason it was refused."""
         if request.request_id in self._by_id:
             return f"request id {request.request_id} is already queued"
         if self.max_queue_size and len(self._by_id) >= self.max_queue_size:
-            return (f"queue full: {len(self._by_id)} requests waiting "
-                    f"(max_queue_size={self.max_queue_size}); retry later")
+            return (
+                f"queue full: {len(self._by_id)} requests waiting "
+                f"(max_queue_size={self.max_queue_size}); retry later"
+            )
         item = QueuedRequest(request=request, sink=sink, enqueue_time=now, seq=next(self._seq))
         heapq.heappush(self._heap, item)
         self._by_arrival.append(item)
         self._by_id[request.request_id] = item
         return None
 
-    def peek(self) -> Optional[QueuedRequest]:
+    def peek(self) -> QueuedRequest | None:
         while self._heap and not self._heap[0].alive:
             heapq.heappop(self._heap)
         return self._heap[0] if self._heap else None
@@ -73,14 +76,14 @@ class AdmissionGate:
         top = [item for item in self._heap[: (1 << k) - 1] if item.alive]
         return heapq.nsmallest(k, top)
 
-    def pop(self) -> Optional[QueuedRequest]:
+    def pop(self) -> QueuedRequest | None:
         item = self.peek()
         if item is not None:
             heapq.heappop(self._heap)
             self._kill(item)
         return item
 
-    def remove(self, request_id: int) -> Optional[QueuedRequest]:
+    def remove(self, request_id: int) -> QueuedRequest | None:
         item = self._by_id.get(request_id)
         if item is not None:
             self._kill(item)

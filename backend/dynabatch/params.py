@@ -3,10 +3,12 @@
 Every module that reads parameters declares them as `ParamSpec`s, so validation,
 defaults and the README's parameter table all come from one place.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Callable, Iterable, Mapping, Optional, Sequence
+from typing import Any
 
 
 class ConfigError(ValueError):
@@ -24,12 +26,12 @@ _FALSE = {"0", "false", "no", "off"}
 @dataclass(frozen=True)
 class ParamSpec:
     name: str
-    kind: type            # int, float, bool or str
+    kind: type  # int, float, bool or str
     default: Any
     help: str
-    min: Optional[float] = None
-    max: Optional[float] = None
-    choices: Optional[Sequence[str]] = None
+    min: float | None = None
+    max: float | None = None
+    choices: Sequence[str] | None = None
     group: str = "general"
 
     def allowed(self) -> str:
@@ -77,13 +79,18 @@ def parse_params(specs: Iterable[ParamSpec], raw: Mapping[str, Any]) -> dict[str
     return {spec.name: spec.parse(raw.get(spec.name)) for spec in specs}
 
 
-def check_known(raw: Mapping[str, Any], specs: Iterable[ParamSpec],
-                ignore: Callable[[str], bool] = lambda name: False) -> None:
+def check_known(
+    raw: Mapping[str, Any],
+    specs: Iterable[ParamSpec],
+    ignore: Callable[[str], bool] = lambda name: False,
+) -> None:
     """Reject parameters nobody declared (a typo must not be silently ignored)."""
     known = {s.name for s in specs}
     for name in raw:
         if name not in known and not ignore(name):
-            raise ConfigError(name, raw[name], "unknown parameter; known: " + ", ".join(sorted(known)))
+            raise ConfigError(
+                name, raw[name], "unknown parameter; known: " + ", ".join(sorted(known))
+            )
 
 
 def markdown_table(specs: Iterable[ParamSpec]) -> str:

@@ -6,12 +6,14 @@ every check here raises RequestError with a message that names the input.
 Tensors arrive with Triton's batch dimension first ([1, n] / [1, 1]); plain [n] / [1]
 tensors are accepted too.
 """
+
 from __future__ import annotations
 
 import json
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass
-from typing import Any, Mapping, Optional
+from typing import Any
 
 import numpy as np
 
@@ -19,9 +21,23 @@ from .types import GenerationRequest, SamplingParams
 
 # Inputs of tensorrtllm_backend's tensorrt_llm model that this model reads.
 INPUT_NAMES = (
-    "input_ids", "input_lengths", "request_output_len", "end_id", "pad_id", "streaming",
-    "stop", "temperature", "runtime_top_k", "runtime_top_p", "random_seed", "seed",
-    "repetition_penalty", "presence_penalty", "frequency_penalty", "min_length", "beam_width",
+    "input_ids",
+    "input_lengths",
+    "request_output_len",
+    "end_id",
+    "pad_id",
+    "streaming",
+    "stop",
+    "temperature",
+    "runtime_top_k",
+    "runtime_top_p",
+    "random_seed",
+    "seed",
+    "repetition_penalty",
+    "presence_penalty",
+    "frequency_penalty",
+    "min_length",
+    "beam_width",
 )
 
 
@@ -33,7 +49,7 @@ class RequestError(ValueError):
 class Limits:
     max_new_tokens_limit: int
     max_prompt_len: int = 0  # 0 = bounded only by the KV cache (checked by ServingCore)
-    vocab_size: int = 0      # 0 = no range check on token ids
+    vocab_size: int = 0  # 0 = no range check on token ids
 
 
 def _rows(name: str, array: np.ndarray) -> np.ndarray:
@@ -41,30 +57,34 @@ def _rows(name: str, array: np.ndarray) -> np.ndarray:
     a = np.asarray(array)
     if a.ndim == 2:
         if a.shape[0] != 1:
-            raise RequestError(f"{name}: batch size {a.shape[0]}; this model takes one "
-                               f"sequence per request (send one request per sequence)")
+            raise RequestError(
+                f"{name}: batch size {a.shape[0]}; this model takes one "
+                f"sequence per request (send one request per sequence)"
+            )
         a = a[0]
     elif a.ndim != 1:
         raise RequestError(f"{name}: expected shape [n] or [1, n], got {list(a.shape)}")
     return a
 
 
-def _scalar(tensors: Mapping[str, np.ndarray], name: str) -> Optional[Any]:
+def _scalar(tensors: Mapping[str, np.ndarray], name: str) -> Any | None:
     """The value of an optional one-element input, or None when it was not sent."""
     if name not in tensors:
         return None
     a = np.asarray(tensors[name])
     if a.size != 1:
         if a.ndim >= 1 and a.shape[0] > 1:
-            raise RequestError(f"{name}: batch size {a.shape[0]}; this model takes one "
-                               f"sequence per request")
+            raise RequestError(
+                f"{name}: batch size {a.shape[0]}; this model takes one sequence per request"
+            )
         raise RequestError(f"{name}: expected one value, got shape {list(a.shape)}")
     value = a.reshape(-1)[0]
     return value.item() if hasattr(value, "item") else value
 
 
-def _int(tensors, name: str, lo: Optional[int] = None, hi: Optional[int] = None,
-         what: str = "") -> Optional[int]:
+def _int(
+    tensors, name: str, lo: int | None = None, hi: int | None = None, what: str = ""
+) -> int | None:
     v = _scalar(tensors, name)
     if v is None:
         return None
@@ -76,8 +96,9 @@ def _int(tensors, name: str, lo: Optional[int] = None, hi: Optional[int] = None,
     return v
 
 
-def _float(tensors, name: str, lo: Optional[float] = None, hi: Optional[float] = None,
-           what: str = "") -> Optional[float]:
+def _float(
+    tensors, name: str, lo: float | None = None, hi: float | None = None, what: str = ""
+) -> float | None:
     v = _scalar(tensors, name)
     if v is None:
         return None
@@ -100,7 +121,7 @@ def is_stop_request(tensors: Mapping[str, np.ndarray]) -> bool:
     return bool(_scalar(tensors, "stop") or False)
 
 
-def request_parameters(raw: Optional[str]) -> dict[str, Any]:
+def request_parameters(raw: str | None) -> dict[str, Any]:
     """Per-request parameters (request.parameters() is a JSON object string)."""
     if not raw:
         return {}
@@ -113,7 +134,7 @@ def request_parameters(raw: Optional[str]) -> dict[str, Any]:
     return params
 
 
-def _int_param(params: Mapping[str, Any], name: str, lo: Optional[int] = None) -> Optional[int]:
+def _int_param(params: Mapping[str, Any], name: str, lo: int | None = None) -> int | None:
     if name not in params:
         return None
     v = params[name]
@@ -130,9 +151,14 @@ def _int_param(params: Mapping[str, Any], name: str, lo: Optional[int] = None) -
     return int(f)
 
 
-def to_generation_request(tensors: Mapping[str, np.ndarray], params: Mapping[str, Any], *,
-                          request_id: int, limits: Limits, arrival_time: float = 0.0
-                          ) -> GenerationRequest:
+def to_generation_request(
+    tensors: Mapping[str, np.ndarray],
+    params: Mapping[str, Any],
+    *,
+    request_id: int,
+    limits: Limits,
+    arrival_time: float = 0.0,
+) -> GenerationRequest:
     """Validate one Triton request and build the engine's request (raises RequestError)."""
     if "input_ids" not in tensors:
         raise RequestError("missing required input 'input_ids' (INT32 token ids)")
@@ -144,24 +170,33 @@ def to_generation_request(tensors: Mapping[str, np.ndarray], params: Mapping[str
     length = _int(tensors, "input_lengths", lo=0)
     if length is not None:
         if length > len(ids):
-            raise RequestError(f"input_lengths ({length}) is larger than input_ids "
-                               f"({len(ids)} tokens)")
+            raise RequestError(
+                f"input_lengths ({length}) is larger than input_ids ({len(ids)} tokens)"
+            )
         ids = ids[:length]  # the rest is padding
     if len(ids) == 0:
         raise RequestError("input_ids is empty: the prompt needs at least one token")
     if limits.max_prompt_len and len(ids) > limits.max_prompt_len:
-        raise RequestError(f"prompt of {len(ids)} tokens exceeds max_prompt_len "
-                           f"({limits.max_prompt_len})")
+        raise RequestError(
+            f"prompt of {len(ids)} tokens exceeds max_prompt_len ({limits.max_prompt_len})"
+        )
     if limits.vocab_size:
         lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= limits.vocab_size:
             bad = lo if lo < 0 else hi
-            raise RequestError(f"input_ids holds token id {bad}, outside the vocabulary "
-                               f"[0, {limits.vocab_size})")
-    max_new = _int(tensors, "request_output_len", lo=1, hi=limits.max_new_tokens_limit,
-                   what=f"in [1, {limits.max_new_tokens_limit}] (max_new_tokens_limit)")
-    beam = _int(tensors, "beam_width", lo=1, hi=1,
-                what="1 (beam search is not supported by this model)")
+            raise RequestError(
+                f"input_ids holds token id {bad}, outside the vocabulary [0, {limits.vocab_size})"
+            )
+    max_new = _int(
+        tensors,
+        "request_output_len",
+        lo=1,
+        hi=limits.max_new_tokens_limit,
+        what=f"in [1, {limits.max_new_tokens_limit}] (max_new_tokens_limit)",
+    )
+    beam = _int(
+        tensors, "beam_width", lo=1, hi=1, what="1 (beam search is not supported by this model)"
+    )
     seed = _int(tensors, "random_seed", lo=0)
     if seed is None:
         seed = _int(tensors, "seed", lo=0)

@@ -10,12 +10,14 @@ no engine iteration for `watchdog_s` while requests are running, fails the queue
 running requests with a clear error and calls `recover(reason)` (the model rebuilds
 the engine) on this thread, so the core is never touched from two threads.
 """
+
 from __future__ import annotations
 
 import logging
 import threading
 import time
-from typing import Any, Callable, Optional
+from collections.abc import Callable
+from typing import Any
 
 from .core import ServingCore
 from .engines.base import EngineError
@@ -35,11 +37,17 @@ class TritonSink:
     so this class does not import pb_utils itself.
     """
 
-    def __init__(self, sender: Any, *, streaming: bool, final_flag: int,
-                 make_response: Callable[[list[int]], Any],
-                 make_error: Callable[[str, Optional[FinishReason]], Any],
-                 prefix: Optional[list[int]] = None,
-                 on_done: Optional[Callable[["TritonSink"], None]] = None) -> None:
+    def __init__(
+        self,
+        sender: Any,
+        *,
+        streaming: bool,
+        final_flag: int,
+        make_response: Callable[[list[int]], Any],
+        make_error: Callable[[str, FinishReason | None], Any],
+        prefix: list[int] | None = None,
+        on_done: Callable[[TritonSink], None] | None = None,
+    ) -> None:
         self.sender = sender
         self.streaming = streaming
         self.final_flag = final_flag
@@ -47,12 +55,12 @@ class TritonSink:
         self.make_error = make_error
         self.tokens: list[int] = list(prefix or [])
         self.on_done = on_done
-        self.request_id: Optional[int] = None
+        self.request_id: int | None = None
         self.cancel_sent = False
         self.done = False
         self.send_failed = False
         self.pending: list[int] = []  # streaming tokens not sent yet (see flush)
-        self.on_pending: Optional[Callable[["TritonSink"], None]] = None
+        self.on_pending: Callable[[TritonSink], None] | None = None
 
     def is_cancelled(self) -> bool:
         try:
@@ -60,7 +68,7 @@ class TritonSink:
         except Exception:  # a sender Triton already closed counts as cancelled
             return True
 
-    def on_event(self, event: TokenEvent, state: Optional[RequestState]) -> None:
+    def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         if self.done:
             return
         if not event.finished:
@@ -78,8 +86,11 @@ class TritonSink:
             if event.error is not None:
                 # never admitted (queue timeout, engine fault while queued): "not now",
                 # answered like a rejection (UNAVAILABLE), not as an internal error
-                reason = (FinishReason.REJECTED if state is None
-                          and event.finish_reason == FinishReason.ERROR else event.finish_reason)
+                reason = (
+                    FinishReason.REJECTED
+                    if state is None and event.finish_reason == FinishReason.ERROR
+                    else event.finish_reason
+                )
                 self._send(self.make_error(event.error, reason), self.final_flag)
             elif event.finish_reason == FinishReason.CANCELLED and self.is_cancelled():
                 self._send(None, self.final_flag)  # the client left: nothing to deliver
@@ -115,21 +126,30 @@ class TritonSink:
 class ServingLoop:
     """Owns the thread that steps the core; `close()` always returns (bounded join)."""
 
-    def __init__(self, core: ServingCore, *, poll_s: float = 0.01,
-                 cancel_check_s: float = 0.05, tick_s: float = 0.1,
-                 on_tick: Optional[Callable[[ServingCore], None]] = None,
-                 idle_wait_s: float = 0.1, watchdog_s: float = 0.0,
-                 recover: Optional[Callable[[str], None]] = None) -> None:
+    def __init__(
+        self,
+        core: ServingCore,
+        *,
+        poll_s: float = 0.01,
+        cancel_check_s: float = 0.05,
+        tick_s: float = 0.1,
+        on_tick: Callable[[ServingCore], None] | None = None,
+        idle_wait_s: float = 0.1,
+        watchdog_s: float = 0.0,
+        recover: Callable[[str], None] | None = None,
+    ) -> None:
         self.core = core
         self.poll_s = poll_s
         self.cancel_check_s = cancel_check_s
         self.tick_s = tick_s
         self.on_tick = on_tick
         self.idle_wait_s = idle_wait_s
-        self.watchdog_s = watchdog_s   # 0 = off
-        self.recover = recover         # called on this thread after a fault or stall
-        self.faults = 0                # engine faults + stalls seen
-        self._retry: Optional[tuple[str, float, int]] = None  # (reason, when, tries) of a failed recovery
+        self.watchdog_s = watchdog_s  # 0 = off
+        self.recover = recover  # called on this thread after a fault or stall
+        self.faults = 0  # engine faults + stalls seen
+        self._retry: tuple[str, float, int] | None = (
+            None  # (reason, when, tries) of a failed recovery
+        )
         self._live: dict[int, TritonSink] = {}
         self._dirty: list[TritonSink] = []  # loop thread only: sinks with pending tokens
         self._lock = threading.Lock()
@@ -174,7 +194,9 @@ class ServingLoop:
         if self._thread.is_alive():
             self._thread.join(join_timeout_s)
         if self._thread.is_alive():
-            log.error("serving loop did not stop within %.1f s; leaving it (daemon)", join_timeout_s)
+            log.error(
+                "serving loop did not stop within %.1f s; leaving it (daemon)", join_timeout_s
+            )
             return  # the core belongs to that thread still: do not touch it
         try:
             self.core.fail_all(message)
@@ -204,9 +226,11 @@ class ServingLoop:
                 if dispatched or self.core.last_stats is not seen_stats or not self.core.running:
                     progress, seen_stats = now, self.core.last_stats
                 elif self.watchdog_s and now - progress > self.watchdog_s:
-                    self._fault(f"engine stalled: no iteration finished for {now - progress:.1f} s "
-                                f"(engine_watchdog_ms={self.watchdog_s * 1000:g}); request aborted",
-                                fail=True)
+                    self._fault(
+                        f"engine stalled: no iteration finished for {now - progress:.1f} s "
+                        f"(engine_watchdog_ms={self.watchdog_s * 1000:g}); request aborted",
+                        fail=True,
+                    )
                     progress = time.monotonic()
                     continue
                 if now >= next_cancel:
@@ -243,7 +267,7 @@ class ServingLoop:
             self.recover(reason)
         except Exception:
             log.exception("engine recovery failed (attempt %d)", tries + 1)
-            self._retry = (reason, time.monotonic() + min(30.0, 0.5 * 2 ** tries), tries + 1)
+            self._retry = (reason, time.monotonic() + min(30.0, 0.5 * 2**tries), tries + 1)
 
     def _mark_dirty(self, sink: TritonSink) -> None:
         self._dirty.append(sink)

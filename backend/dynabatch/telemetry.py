@@ -6,12 +6,13 @@ and never tries again, so CPU machines pay nothing. The serving loop exports a s
 as metrics (`GpuSample.metrics()`) and can hand it to controllers; no controller
 depends on it.
 """
+
 from __future__ import annotations
 
 import importlib
 import logging
 from dataclasses import dataclass
-from typing import Any, Optional
+from typing import Any
 
 log = logging.getLogger("dynabatch.telemetry")
 
@@ -21,7 +22,7 @@ class GpuSample:
     device_index: int
     memory_used_bytes: int
     memory_total_bytes: int
-    gpu_utilization_pct: float     # share of the last sample period a kernel ran
+    gpu_utilization_pct: float  # share of the last sample period a kernel ran
     memory_utilization_pct: float  # share of the period device memory was read/written
 
     @property
@@ -65,11 +66,10 @@ class GpuTelemetry:
             return True
         except Exception as exc:  # NVMLError (no driver / GPU), ImportError, OSError
             self._disabled = True
-            log.info("GPU telemetry off: NVML unavailable (%s); GPU metrics are not exported",
-                     exc)
+            log.info("GPU telemetry off: NVML unavailable (%s); GPU metrics are not exported", exc)
             return False
 
-    def sample(self) -> Optional[GpuSample]:
+    def sample(self) -> GpuSample | None:
         if not self._start():
             return None
         try:
@@ -80,14 +80,15 @@ class GpuTelemetry:
                 self._warned_sample = True
                 log.warning("GPU telemetry: NVML read failed (%s); skipping samples", exc)
             return None
-        return GpuSample(self.device_index, int(mem.used), int(mem.total),
-                         float(util.gpu), float(util.memory))
+        return GpuSample(
+            self.device_index, int(mem.used), int(mem.total), float(util.gpu), float(util.memory)
+        )
 
     def close(self) -> None:
         if self._handle is not None:
             try:
                 self._nvml.nvmlShutdown()
-            except Exception:  # noqa: BLE001 - closing is best effort
+            except Exception:
                 pass
             self._handle = None
             self._disabled = True

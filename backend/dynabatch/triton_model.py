@@ -8,13 +8,15 @@ finalize: stop the loop, fail what is left with a clear error, shut the engine d
 Engine faults and stalls: the loop fails the requests the engine held and calls
 `_recover`, which rebuilds engine + controller (docs/RELIABILITY.md).
 """
+
 from __future__ import annotations
 
 import itertools
 import json
 import logging
 import threading
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 import triton_python_backend_utils as pb_utils
 
@@ -24,8 +26,15 @@ from .core import ServingCore
 from .engines.factory import make_engine
 from .gate import AdmissionGate
 from .metrics import TritonMetrics
-from .request_mapping import (INPUT_NAMES, Limits, RequestError, is_stop_request,
-                              output_arrays, request_parameters, to_generation_request)
+from .request_mapping import (
+    INPUT_NAMES,
+    Limits,
+    RequestError,
+    is_stop_request,
+    output_arrays,
+    request_parameters,
+    to_generation_request,
+)
 from .serving import ServingLoop, TritonSink
 from .types import FinishReason
 
@@ -34,7 +43,7 @@ log = logging.getLogger("dynabatch.model")
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
-def _error_code(reason: Optional[FinishReason]) -> Optional[int]:
+def _error_code(reason: FinishReason | None) -> int | None:
     """Map why a request ended to a Triton error code (HTTP status / gRPC code)."""
     codes = getattr(pb_utils.TritonError, "UNAVAILABLE", None)
     if codes is None:  # older stubs have no codes
@@ -46,7 +55,7 @@ def _error_code(reason: Optional[FinishReason]) -> Optional[int]:
     return pb_utils.TritonError.INTERNAL
 
 
-def _triton_error(message: str, code: Optional[int]) -> Any:
+def _triton_error(message: str, code: int | None) -> Any:
     return pb_utils.TritonError(message) if code is None else pb_utils.TritonError(message, code)
 
 
@@ -82,11 +91,13 @@ def _route_logging() -> None:
 
 def _shutdown_bounded(engine: Any, timeout_s: float) -> None:
     """engine.shutdown() in a daemon thread: a hung engine must not hang Triton."""
+
     def run() -> None:
         try:
             engine.shutdown()
         except Exception:
             log.exception("engine shutdown failed")
+
     t = threading.Thread(target=run, name="dynabatch-engine-shutdown", daemon=True)
     t.start()
     t.join(timeout_s)
@@ -97,7 +108,7 @@ def _shutdown_bounded(engine: Any, timeout_s: float) -> None:
 FAULT_KINDS = ("raise", "stall")
 
 
-def _fault_request(params: Mapping[str, Any]) -> Optional[dict]:
+def _fault_request(params: Mapping[str, Any]) -> dict | None:
     """The test-only `inject_fault` request parameter, checked: kind, after_iterations,
     stall_s. Only ever calls the engine's own inject_fault (no code, no paths)."""
     kind = params.get("inject_fault")
@@ -106,15 +117,20 @@ def _fault_request(params: Mapping[str, Any]) -> Optional[dict]:
     if kind not in FAULT_KINDS:
         raise RequestError(f"inject_fault must be one of {', '.join(FAULT_KINDS)}, got {kind!r}")
     out = {"kind": kind}
-    for name, cast, hi in (("fault_after_iterations", int, 1_000_000), ("fault_stall_s", float, 3600.0)):
+    for name, cast, hi in (
+        ("fault_after_iterations", int, 1_000_000),
+        ("fault_stall_s", float, 3600.0),
+    ):
         value = params.get(name, 0)
         try:
             value = cast(value)
             if isinstance(params.get(name), bool) or not 0 <= value <= hi:
                 raise ValueError
         except (TypeError, ValueError):
-            raise RequestError(f"request parameter '{name}' must be a number in [0, {hi:g}], "
-                               f"got {params.get(name)!r}") from None
+            raise RequestError(
+                f"request parameter '{name}' must be a number in [0, {hi:g}], "
+                f"got {params.get(name)!r}"
+            ) from None
         out[name] = value
     return out
 
@@ -135,27 +151,39 @@ class TritonPythonModel:
         if not model_config.get("model_transaction_policy", {}).get("decoupled", False):
             raise pb_utils.TritonModelException(
                 f"model '{self.model_name}' must use the decoupled transaction policy "
-                "(model_transaction_policy { decoupled: true })")
+                "(model_transaction_policy { decoupled: true })"
+            )
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
-        self.engine = make_engine(cfg.engine, cfg.engine_params,
-                                  max_batch_size=cfg.max_batch_size, realtime=True)
+        self.engine = make_engine(
+            cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
+        )
         try:
-            self.controller = make_controller(cfg.policy, cfg.controller_params,
-                                              max_batch_size=cfg.max_batch_size,
-                                              kv_capacity=self.engine.kv_capacity)
+            self.controller = make_controller(
+                cfg.policy,
+                cfg.controller_params,
+                max_batch_size=cfg.max_batch_size,
+                kv_capacity=self.engine.kv_capacity,
+            )
             gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
             self.core = ServingCore(self.engine, self.controller, gate)
             self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
-            self.limits = Limits(max_new_tokens_limit=cfg.max_new_tokens_limit,
-                                 max_prompt_len=cfg.max_prompt_len,
-                                 vocab_size=cfg.vocab_size or _engine_vocab(self.engine))
-            self.unavailable: Optional[str] = None  # why new requests are refused (fault)
+            self.limits = Limits(
+                max_new_tokens_limit=cfg.max_new_tokens_limit,
+                max_prompt_len=cfg.max_prompt_len,
+                vocab_size=cfg.vocab_size or _engine_vocab(self.engine),
+            )
+            self.unavailable: str | None = None  # why new requests are refused (fault)
             self.engine_restarts = 0
-            self.loop = ServingLoop(self.core, poll_s=cfg.loop_poll_s,
-                                    cancel_check_s=cfg.cancel_check_s,
-                                    tick_s=cfg.metrics_interval_s, on_tick=self.metrics.update,
-                                    watchdog_s=cfg.engine_watchdog_s, recover=self._recover)
+            self.loop = ServingLoop(
+                self.core,
+                poll_s=cfg.loop_poll_s,
+                cancel_check_s=cfg.cancel_check_s,
+                tick_s=cfg.metrics_interval_s,
+                on_tick=self.metrics.update,
+                watchdog_s=cfg.engine_watchdog_s,
+                recover=self._recover,
+            )
             self._ids = itertools.count(1)
             self._by_triton_id: dict[str, int] = {}  # for the `stop` input
             self._ids_lock = threading.Lock()
@@ -164,9 +192,14 @@ class TritonPythonModel:
         except BaseException:
             self.engine.shutdown()
             raise
-        log.info("model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
-                 self.model_name, cfg.engine, cfg.policy, cfg.max_batch_size,
-                 self.engine.kv_capacity.total_tokens)
+        log.info(
+            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
+            self.model_name,
+            cfg.engine,
+            cfg.policy,
+            cfg.max_batch_size,
+            self.engine.kv_capacity.total_tokens,
+        )
 
     # ---- requests -------------------------------------------------------------------
     def execute(self, requests: list) -> None:
@@ -175,8 +208,13 @@ class TritonPythonModel:
             try:
                 self._handle(request, sender)
             except RequestError as exc:
-                self._reject(sender, str(exc), pb_utils.TritonError.INVALID_ARG
-                             if hasattr(pb_utils.TritonError, "INVALID_ARG") else None)
+                self._reject(
+                    sender,
+                    str(exc),
+                    pb_utils.TritonError.INVALID_ARG
+                    if hasattr(pb_utils.TritonError, "INVALID_ARG")
+                    else None,
+                )
             except _Unavailable as exc:
                 self._reject(sender, str(exc), _error_code(FinishReason.REJECTED))
             except Exception as exc:  # never let one request take the model down
@@ -195,8 +233,9 @@ class TritonPythonModel:
             return
         params = request_parameters(request.parameters())
         rid = next(self._ids)
-        req = to_generation_request(tensors, params, request_id=rid, limits=self.limits,
-                                    arrival_time=self.engine.now())
+        req = to_generation_request(
+            tensors, params, request_id=rid, limits=self.limits, arrival_time=self.engine.now()
+        )
         vocab = self.limits.vocab_size
         for name, value in (("end_id", req.end_id), ("pad_id", req.pad_id)):
             if vocab and value is not None and value >= vocab:
@@ -211,7 +250,9 @@ class TritonPythonModel:
             raise _Unavailable(self.unavailable)
         if fault is not None:
             self._inject(fault)
-        prefix = None if (req.streaming or self.config.exclude_input_in_output) else list(req.prompt_ids)
+        prefix = (
+            None if (req.streaming or self.config.exclude_input_in_output) else list(req.prompt_ids)
+        )
         if triton_id:
             with self._ids_lock:
                 self._by_triton_id[triton_id] = rid
@@ -222,22 +263,33 @@ class TritonPythonModel:
                     if self._by_triton_id.get(triton_id) == rid:
                         del self._by_triton_id[triton_id]
 
-        sink = TritonSink(sender, streaming=req.streaming, final_flag=_FINAL,
-                          make_response=self._response, make_error=self._error,
-                          prefix=prefix, on_done=forget)
+        sink = TritonSink(
+            sender,
+            streaming=req.streaming,
+            final_flag=_FINAL,
+            make_response=self._response,
+            make_error=self._error,
+            prefix=prefix,
+            on_done=forget,
+        )
         self.loop.submit(req, sink)
 
     def _inject(self, fault: dict) -> None:
         """Test only (enable_fault_injection): arm the simulated engine's fault hook."""
         if not self.config.enable_fault_injection:
-            raise RequestError("inject_fault: fault injection is disabled "
-                               "(model parameter enable_fault_injection=false)")
+            raise RequestError(
+                "inject_fault: fault injection is disabled "
+                "(model parameter enable_fault_injection=false)"
+            )
         engine = self.core.engine
         if not hasattr(engine, "inject_fault"):
             raise RequestError(f"inject_fault: engine '{self.config.engine}' has no fault hook")
         log.warning("test fault injected: %s", fault)
-        engine.inject_fault(fault["kind"], after_iterations=fault["fault_after_iterations"],
-                            stall_s=fault["fault_stall_s"])
+        engine.inject_fault(
+            fault["kind"],
+            after_iterations=fault["fault_after_iterations"],
+            stall_s=fault["fault_stall_s"],
+        )
 
     def _recover(self, reason: str) -> None:
         """Loop thread, after a fault: the core has failed every request the engine held.
@@ -246,23 +298,30 @@ class TritonPythonModel:
         cfg = self.config
         _shutdown_bounded(self.core.engine, 5.0)
         if not cfg.engine_recovery:
-            self.unavailable = (f"engine unavailable after a fault ({reason}); "
-                                "engine_recovery=false: reload the model")
+            self.unavailable = (
+                f"engine unavailable after a fault ({reason}); "
+                "engine_recovery=false: reload the model"
+            )
             return
         # requests that arrive meanwhile wait in the core's inbox and go to the new engine
         try:
-            engine = make_engine(cfg.engine, cfg.engine_params,
-                                 max_batch_size=cfg.max_batch_size, realtime=True)
+            engine = make_engine(
+                cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
+            )
             try:
-                controller = make_controller(cfg.policy, cfg.controller_params,
-                                             max_batch_size=cfg.max_batch_size,
-                                             kv_capacity=engine.kv_capacity)
+                controller = make_controller(
+                    cfg.policy,
+                    cfg.controller_params,
+                    max_batch_size=cfg.max_batch_size,
+                    kv_capacity=engine.kv_capacity,
+                )
             except BaseException:
                 _shutdown_bounded(engine, 5.0)
                 raise
         except Exception as exc:
-            self.unavailable = (f"engine unavailable: rebuilding it after a fault failed "
-                                f"({exc}); retrying")
+            self.unavailable = (
+                f"engine unavailable: rebuilding it after a fault failed ({exc}); retrying"
+            )
             raise
         self.core.engine, self.core.controller, self.engine = engine, controller, engine
         self.engine_restarts += 1
@@ -283,18 +342,23 @@ class TritonPythonModel:
     @staticmethod
     def _response(tokens: list[int]) -> Any:
         ids, seq_len = output_arrays(tokens)
-        return pb_utils.InferenceResponse(output_tensors=[
-            pb_utils.Tensor("output_ids", ids), pb_utils.Tensor("sequence_length", seq_len)])
+        return pb_utils.InferenceResponse(
+            output_tensors=[
+                pb_utils.Tensor("output_ids", ids),
+                pb_utils.Tensor("sequence_length", seq_len),
+            ]
+        )
 
     @staticmethod
-    def _error(message: str, reason: Optional[FinishReason]) -> Any:
+    def _error(message: str, reason: FinishReason | None) -> Any:
         return pb_utils.InferenceResponse(error=_triton_error(message, _error_code(reason)))
 
-    def _reject(self, sender: Any, message: str, code: Optional[int]) -> None:
+    def _reject(self, sender: Any, message: str, code: int | None) -> None:
         self.metrics.extra_rejected += 1
         try:
-            sender.send(pb_utils.InferenceResponse(error=_triton_error(message, code)),
-                        flags=_FINAL)
+            sender.send(
+                pb_utils.InferenceResponse(error=_triton_error(message, code)), flags=_FINAL
+            )
         except Exception as exc:
             log.info("rejection not delivered (%s): %s", exc, message)
 

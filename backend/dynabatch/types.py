@@ -3,21 +3,22 @@
 Every engine (simulated, TensorRT-LLM Executor, TensorRT-LLM LLM API) speaks these;
 the serving core, the controllers, the Triton model and the benchmark only read them.
 """
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from enum import Enum
-from typing import Optional, Sequence
 
 
 class FinishReason(str, Enum):
-    LENGTH = "length"        # reached max_new_tokens
-    END_ID = "end_id"        # produced end_id
-    EOS = "eos"              # hidden true length reached (trace replay emulates EOS)
-    STOPPED = "stopped"      # client sent the `stop` input
+    LENGTH = "length"  # reached max_new_tokens
+    END_ID = "end_id"  # produced end_id
+    EOS = "eos"  # hidden true length reached (trace replay emulates EOS)
+    STOPPED = "stopped"  # client sent the `stop` input
     CANCELLED = "cancelled"  # client cancelled
-    REJECTED = "rejected"    # never admitted (queue full, queue timeout, bad input)
-    ERROR = "error"          # engine failure
+    REJECTED = "rejected"  # never admitted (queue full, queue timeout, bad input)
+    ERROR = "error"  # engine failure
 
 
 @dataclass(frozen=True)
@@ -27,7 +28,7 @@ class SamplingParams:
     temperature: float = 1.0
     top_k: int = 0
     top_p: float = 0.0
-    seed: Optional[int] = None
+    seed: int | None = None
     repetition_penalty: float = 1.0
     presence_penalty: float = 0.0
     frequency_penalty: float = 0.0
@@ -42,13 +43,13 @@ class GenerationRequest:
     request_id: int
     prompt_ids: Sequence[int]
     max_new_tokens: int
-    end_id: Optional[int] = None
-    pad_id: Optional[int] = None
+    end_id: int | None = None
+    pad_id: int | None = None
     streaming: bool = False
     sampling: SamplingParams = field(default_factory=SamplingParams)
-    priority: int = 0                      # higher is served first, FCFS within a priority
-    arrival_time: float = 0.0              # clock of whoever created it (seconds)
-    true_output_len: Optional[int] = None  # hidden EOS for simulation/trace replay
+    priority: int = 0  # higher is served first, FCFS within a priority
+    arrival_time: float = 0.0  # clock of whoever created it (seconds)
+    true_output_len: int | None = None  # hidden EOS for simulation/trace replay
 
     @property
     def prompt_len(self) -> int:
@@ -62,8 +63,8 @@ class TokenEvent:
     request_id: int
     token_ids: list[int]
     finished: bool = False
-    finish_reason: Optional[FinishReason] = None
-    error: Optional[str] = None
+    finish_reason: FinishReason | None = None
+    error: str | None = None
     time: float = 0.0  # engine clock (seconds) when the tokens were produced
 
 
@@ -95,8 +96,8 @@ class IterationStats:
     num_ctx_tokens: int = 0
     # dynabatch additions (0 where an engine cannot tell)
     num_gen_tokens: int = 0
-    num_new_pauses: int = 0            # requests paused (evicted) during this iteration
-    total_recomputed_tokens: int = 0   # running total of tokens prefilled again after a pause
+    num_new_pauses: int = 0  # requests paused (evicted) during this iteration
+    total_recomputed_tokens: int = 0  # running total of tokens prefilled again after a pause
 
     @property
     def kv_occupancy(self) -> float:
@@ -113,9 +114,9 @@ class RequestState:
     arrival_time: float
     admitted_time: float
     generated: int = 0
-    first_token_time: Optional[float] = None
-    finish_time: Optional[float] = None
-    finish_reason: Optional[FinishReason] = None
+    first_token_time: float | None = None
+    finish_time: float | None = None
+    finish_reason: FinishReason | None = None
 
 
 @dataclass
@@ -129,10 +130,10 @@ class ControlInput:
     stats: IterationStats
     num_waiting: int
     oldest_wait_s: float
-    running: "dict[int, RequestState]"
+    running: dict[int, RequestState]
     # (prompt_len, max_new_tokens) of the first waiting requests in admission order;
     # optional (empty = unknown): filled only for controllers whose class sets
     # `wants_waiting_head = True` (it costs a heap scan per iteration).
-    waiting_head: "Sequence[tuple[int, int]]" = ()
+    waiting_head: Sequence[tuple[int, int]] = ()
     # latest GPU telemetry (telemetry.GpuSample) where NVML answers; None elsewhere
-    gpu: Optional[object] = None
+    gpu: object | None = None

@@ -6,6 +6,7 @@ random number of streamed tokens, or after a random delay for non-streaming ones
 ~5 % invalid; sent in bursts of up to 150 requests so the admission queue overflows.
 Every request is then classified from what its client saw; `Result` holds the counts.
 """
+
 from __future__ import annotations
 
 import random
@@ -13,7 +14,6 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
-from typing import Optional
 
 import grpc
 import numpy as np
@@ -26,7 +26,10 @@ BAD = [  # (tensors builder, expected error fragment): refused inside the model
     (lambda: gen_tensors([1, 2], 2**31 - 1), "request_output_len must be in"),
     (lambda: gen_tensors([1, 32000], 4), "outside the vocabulary"),
     (lambda: gen_tensors([1, 2], 4, temperature=np.asarray([[-1.0]], np.float32)), "temperature"),
-    (lambda: gen_tensors([1, 2], 4, runtime_top_p=np.asarray([[2.0]], np.float32)), "runtime_top_p"),
+    (
+        lambda: gen_tensors([1, 2], 4, runtime_top_p=np.asarray([[2.0]], np.float32)),
+        "runtime_top_p",
+    ),
 ]
 BURSTS = (5, 10, 20, 40, 80, 150)
 
@@ -34,12 +37,12 @@ BURSTS = (5, 10, 20, 40, 80, 150)
 @dataclass
 class Planned:
     rid: str
-    kind: str            # "good" | "bad" | "cancel"
+    kind: str  # "good" | "bad" | "cancel"
     streaming: bool
     output_len: int
     prompt: list
-    bad: int = -1        # index into BAD
-    cancel_after: int = 0     # streamed tokens before the cancel (streaming)
+    bad: int = -1  # index into BAD
+    cancel_after: int = 0  # streamed tokens before the cancel (streaming)
     cancel_delay_s: float = 0.0  # non-streaming: delay before the cancel
 
 
@@ -51,8 +54,13 @@ def plan(n: int, seed: int) -> list[Planned]:
         kind = "bad" if r < 0.05 else "cancel" if r < 0.15 else "good"
         streaming = rng.random() < (0.8 if kind == "cancel" else 0.6)
         n_out = rng.randint(2, 12)
-        p = Planned(f"r{i}", kind, streaming, n_out,
-                    [rng.randint(1, 31999) for _ in range(rng.randint(1, 48))])
+        p = Planned(
+            f"r{i}",
+            kind,
+            streaming,
+            n_out,
+            [rng.randint(1, 31999) for _ in range(rng.randint(1, 48))],
+        )
         if kind == "bad":
             p.bad = rng.randrange(len(BAD))
         elif kind == "cancel":
@@ -67,15 +75,15 @@ class Result:
     seed: int
     requests: int = 0
     streaming: int = 0
-    completed: int = 0          # full output, exactly request_output_len tokens
-    invalid_rejected: int = 0   # bad input, refused with the expected error
+    completed: int = 0  # full output, exactly request_output_len tokens
+    invalid_rejected: int = 0  # bad input, refused with the expected error
     queue_full_rejected: int = 0
     cancelled_by_client: int = 0  # the client cancelled before any final came
     cancel_planned: int = 0
     cancel_answered_first: int = 0  # planned cancels whose final came before the cancel
     unexpected: list = field(default_factory=list)  # wrong answers (must stay empty)
-    lost: int = 0               # no final, no error, not cancelled (must be 0)
-    streams_hung: int = 0       # gRPC calls the server never closed (must be 0)
+    lost: int = 0  # no final, no error, not cancelled (must be 0)
+    streams_hung: int = 0  # gRPC calls the server never closed (must be 0)
     seconds: float = 0.0
 
     def as_dict(self) -> dict:
@@ -85,14 +93,26 @@ class Result:
         return d
 
 
-def run(grpc_url: str, model: str, n: int, seed: int, *, lanes: int = 4, cancel_workers: int = 12,
-        timeout_s: float = 400.0) -> Result:
+def run(
+    grpc_url: str,
+    model: str,
+    n: int,
+    seed: int,
+    *,
+    lanes: int = 4,
+    cancel_workers: int = 12,
+    timeout_s: float = 400.0,
+) -> Result:
     t0 = time.monotonic()
     deadline = t0 + timeout_s
     rng = random.Random(seed + 1)
     items = plan(n, seed)
-    res = Result(seed=seed, requests=n, streaming=sum(p.streaming for p in items),
-                 cancel_planned=sum(p.kind == "cancel" for p in items))
+    res = Result(
+        seed=seed,
+        requests=n,
+        streaming=sum(p.streaming for p in items),
+        cancel_planned=sum(p.kind == "cancel" for p in items),
+    )
     outcomes: dict[str, Outcome] = {}
     lock = threading.Lock()
     channel = grpc.insecure_channel(grpc_url)
@@ -101,11 +121,17 @@ def run(grpc_url: str, model: str, n: int, seed: int, *, lanes: int = 4, cancel_
 
     def cancel_job(p: Planned) -> None:
         reached = threading.Event()
-        lane = Lane(channel, outcomes, lock,
-                    on_token=lambda rid, o: reached.set() if o.tokens >= p.cancel_after else None)
+        lane = Lane(
+            channel,
+            outcomes,
+            lock,
+            on_token=lambda rid, o: reached.set() if o.tokens >= p.cancel_after else None,
+        )
         with lock:
             cancel_lanes.append(lane)
-        out = lane.send(make_request(model, p.rid, gen_tensors(p.prompt, p.output_len, p.streaming)))
+        out = lane.send(
+            make_request(model, p.rid, gen_tensors(p.prompt, p.output_len, p.streaming))
+        )
         if p.streaming:
             while not reached.is_set() and not out.done.is_set() and time.monotonic() < deadline:
                 reached.wait(0.05)
@@ -120,14 +146,17 @@ def run(grpc_url: str, model: str, n: int, seed: int, *, lanes: int = 4, cancel_
     try:
         i = 0
         while i < n and time.monotonic() < deadline:
-            burst = items[i:i + rng.choice(BURSTS)]
+            burst = items[i : i + rng.choice(BURSTS)]
             i += len(burst)
             for p in burst:
                 if p.kind == "cancel":
                     pool.submit(cancel_job, p)
                     continue
-                tensors = BAD[p.bad][0]() if p.kind == "bad" else gen_tensors(
-                    p.prompt, p.output_len, p.streaming)
+                tensors = (
+                    BAD[p.bad][0]()
+                    if p.kind == "bad"
+                    else gen_tensors(p.prompt, p.output_len, p.streaming)
+                )
                 normal[sent % lanes].send(make_request(model, p.rid, tensors))
                 sent += 1
             # let the backlog drain below a few batches before the next burst
@@ -155,7 +184,7 @@ def run(grpc_url: str, model: str, n: int, seed: int, *, lanes: int = 4, cancel_
 
 def _classify(items: list[Planned], outcomes: dict, res: Result) -> None:
     for p in items:
-        o: Optional[Outcome] = outcomes.get(p.rid)
+        o: Outcome | None = outcomes.get(p.rid)
         if o is None or not o.terminal:
             res.lost += 1
             continue

@@ -5,13 +5,14 @@ drops the request id of error responses; the raw ModelStreamInfer call keeps it)
 every response under its request id in `Outcome`s. `cancel()` cancels the call (what a
 client's stop_stream(cancel_requests=True) does). Everything is bounded in time.
 """
+
 from __future__ import annotations
 
 import queue
 import threading
 import time
 from dataclasses import dataclass, field
-from typing import Any, Optional
+from typing import Any
 
 import grpc
 import numpy as np
@@ -22,11 +23,12 @@ from tritonclient.utils import np_to_triton_dtype
 @dataclass
 class Outcome:
     """What the client saw for one request id."""
+
     responses: int = 0
     finals: int = 0
     tokens: int = 0
     errors: list = field(default_factory=list)
-    cancelled: bool = False      # the client cancelled the call before a final came
+    cancelled: bool = False  # the client cancelled the call before a final came
     done: threading.Event = field(default_factory=threading.Event)
 
     @property
@@ -34,7 +36,7 @@ class Outcome:
         return self.finals > 0 or self.cancelled
 
 
-def make_request(model: str, rid: str, tensors: dict, parameters: Optional[dict] = None) -> Any:
+def make_request(model: str, rid: str, tensors: dict, parameters: dict | None = None) -> Any:
     """A ModelInferRequest from {name: numpy array} (the dtype picks the Triton type)."""
     r = service_pb2.ModelInferRequest(model_name=model, id=rid)
     for name, value in tensors.items():
@@ -57,11 +59,13 @@ def make_request(model: str, rid: str, tensors: dict, parameters: Optional[dict]
     return r
 
 
-def gen_tensors(prompt, output_len: Optional[int], streaming: Optional[bool] = True, **extra) -> dict:
+def gen_tensors(prompt, output_len: int | None, streaming: bool | None = True, **extra) -> dict:
     """The usual inputs as Triton-batched arrays; None leaves an input out."""
     t = {}
     if prompt is not None:
-        t["input_ids"] = np.asarray([list(prompt)], np.int32) if not isinstance(prompt, np.ndarray) else prompt
+        t["input_ids"] = (
+            np.asarray([list(prompt)], np.int32) if not isinstance(prompt, np.ndarray) else prompt
+        )
     if output_len is not None:
         t["request_output_len"] = np.asarray([[output_len]], np.int32)
     if streaming is not None:
@@ -71,16 +75,17 @@ def gen_tensors(prompt, output_len: Optional[int], streaming: Optional[bool] = T
 
 
 class Lane:
-    def __init__(self, channel: grpc.Channel, outcomes: dict, lock: threading.Lock,
-                 on_token=None) -> None:
-        self._q: "queue.Queue" = queue.Queue()
+    def __init__(
+        self, channel: grpc.Channel, outcomes: dict, lock: threading.Lock, on_token=None
+    ) -> None:
+        self._q: queue.Queue = queue.Queue()
         self.outcomes = outcomes
         self.lock = lock
         self.on_token = on_token  # called (rid, outcome) after each data response
         stub = service_pb2_grpc.GRPCInferenceServiceStub(channel)
         self.call = stub.ModelStreamInfer(iter(self._q.get, None))
         self.ended = threading.Event()
-        self.stream_error: Optional[str] = None
+        self.stream_error: str | None = None
         self.sent: list[str] = []
         self._reader = threading.Thread(target=self._read, daemon=True)
         self._reader.start()

@@ -1,5 +1,6 @@
 """Own tritonserver instances for tests that kill a stub or stop the server (the shared
 session server must not be disturbed), and a /proc scan for the Python-backend stub."""
+
 from __future__ import annotations
 
 import os

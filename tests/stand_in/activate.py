@@ -4,6 +4,7 @@ Usage in a test module:
 
     from stand_in.activate import stand_in_trtllm  # noqa: F401  (a pytest fixture)
 """
+
 from __future__ import annotations
 
 import os
@@ -25,5 +26,6 @@ def stand_in_trtllm(monkeypatch):
     _forget()
     monkeypatch.syspath_prepend(STAND_IN_DIR)
     import tensorrt_llm
+
     yield tensorrt_llm
     _forget()

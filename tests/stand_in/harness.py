@@ -1,5 +1,6 @@
 """Test helpers for the TensorRT-LLM adapters: model directories for the stand-in,
 a bounded event collector, a fixed-limit controller and a recording sink."""
+
 from __future__ import annotations
 
 import json
@@ -17,9 +18,17 @@ def token_at(prompt: list[int], i: int) -> int:
 
 def engine_dir(tmp_path, **build: Any) -> str:
     """A TensorRT-LLM engine directory for the stand-in Executor."""
-    cfg = {"build_config": {"max_batch_size": 64, "max_input_len": 1024, "max_seq_len": 2048,
-                            "max_num_tokens": 4096, "max_beam_width": 4,
-                            "plugin_config": {"tokens_per_block": 64}, **build}}
+    cfg = {
+        "build_config": {
+            "max_batch_size": 64,
+            "max_input_len": 1024,
+            "max_seq_len": 2048,
+            "max_num_tokens": 4096,
+            "max_beam_width": 4,
+            "plugin_config": {"tokens_per_block": 64},
+            **build,
+        }
+    }
     d = tmp_path / "engine"
     d.mkdir()
     (d / "config.json").write_text(json.dumps(cfg))
@@ -30,8 +39,9 @@ def checkpoint_dir(tmp_path, tokenizer: bool = True, max_pos: int = 2048) -> str
     """An HF-style checkpoint directory for the stand-in LLM."""
     d = tmp_path / "ckpt"
     d.mkdir()
-    (d / "config.json").write_text(json.dumps({"eos_token_id": 2,
-                                               "max_position_embeddings": max_pos}))
+    (d / "config.json").write_text(
+        json.dumps({"eos_token_id": 2, "max_position_embeddings": max_pos})
+    )
     if tokenizer:
         (d / "tokenizer_config.json").write_text("{}")
     return str(d)

@@ -4,10 +4,11 @@
 monotone (true at low rates, false above the capacity); `policy_capacity` plugs the
 virtual-clock benchmark into it.
 """
+
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Callable, Optional
 
 from .metrics import Slo, meets_slo_percentile
 
@@ -26,13 +27,20 @@ def default_slo(profile: str) -> Slo:
 
 @dataclass
 class CapacityResult:
-    capacity_rps: float                 # highest rate seen to meet the SLO (0 if none)
-    first_failing_rps: Optional[float]  # lowest rate seen to miss it (None if never)
+    capacity_rps: float  # highest rate seen to meet the SLO (0 if none)
+    first_failing_rps: float | None  # lowest rate seen to miss it (None if never)
     probes: list[tuple[float, bool]] = field(default_factory=list)
 
 
-def find_capacity(meets: Callable[[float], bool], *, start: float = 1.0, rel_tol: float = 0.03,
-                  max_probes: int = 16, floor: float = 1e-3, ceiling: float = 1e4) -> CapacityResult:
+def find_capacity(
+    meets: Callable[[float], bool],
+    *,
+    start: float = 1.0,
+    rel_tol: float = 0.03,
+    max_probes: int = 16,
+    floor: float = 1e-3,
+    ceiling: float = 1e4,
+) -> CapacityResult:
     """Bracket the threshold by doubling/halving from `start`, then bisect until the
     bracket is within `rel_tol` (relative) or `max_probes` evaluations are spent."""
     if start <= 0 or rel_tol <= 0 or max_probes < 2:
@@ -72,6 +80,8 @@ def find_capacity(meets: Callable[[float], bool], *, start: float = 1.0, rel_tol
     return CapacityResult(capacity_rps=lo, first_failing_rps=hi, probes=probes)
 
 
-def slo_predicate(run_at_rate: Callable[[float], dict], slo: Slo, q: int = 99) -> Callable[[float], bool]:
+def slo_predicate(
+    run_at_rate: Callable[[float], dict], slo: Slo, q: int = 99
+) -> Callable[[float], bool]:
     """Turn 'run a benchmark at this rate, return its summary row' into the predicate."""
     return lambda rate: meets_slo_percentile(run_at_rate(rate), slo, q)

@@ -12,11 +12,12 @@ and call `summarize`, so their numbers mean the same thing:
   count as misses); goodput = requests meeting the SLO / duration;
 - percentiles use linear interpolation (numpy's default) over completed requests.
 """
+
 from __future__ import annotations
 
 import math
+from collections.abc import Sequence
 from dataclasses import dataclass
-from typing import Optional, Sequence
 
 import numpy as np
 
@@ -30,25 +31,25 @@ class Slo:
 @dataclass
 class RequestRecord:
     arrival: float
-    first_token: Optional[float] = None
-    finish: Optional[float] = None
+    first_token: float | None = None
+    finish: float | None = None
     prompt_tokens: int = 0
     output_tokens: int = 0
     completed: bool = False  # finished normally (length/EOS/end_id), not rejected/failed
     rejected: bool = False
 
     @property
-    def ttft(self) -> Optional[float]:
+    def ttft(self) -> float | None:
         return None if self.first_token is None else self.first_token - self.arrival
 
     @property
-    def tpot(self) -> Optional[float]:
+    def tpot(self) -> float | None:
         if self.first_token is None or self.finish is None or self.output_tokens < 2:
             return None
         return (self.finish - self.first_token) / (self.output_tokens - 1)
 
     @property
-    def e2e(self) -> Optional[float]:
+    def e2e(self) -> float | None:
         return None if self.finish is None else self.finish - self.arrival
 
     def meets(self, slo: Slo) -> bool:
@@ -69,7 +70,7 @@ def percentiles(values: Sequence[float], qs: Sequence[int] = PERCENTILES) -> dic
     return {q: float(np.percentile(arr, q)) for q in qs}
 
 
-def summarize(records: Sequence[RequestRecord], duration_s: Optional[float], slo: Slo) -> dict:
+def summarize(records: Sequence[RequestRecord], duration_s: float | None, slo: Slo) -> dict:
     """Throughput, latency percentiles, goodput and SLA attainment for one run.
 
     `duration_s` None = from the first arrival to the last finish (makespan).
@@ -97,8 +98,11 @@ def summarize(records: Sequence[RequestRecord], duration_s: Optional[float], slo
         "slo_ttft_s": slo.ttft_s,
         "slo_tpot_s": slo.tpot_s,
     }
-    for name, values in (("ttft", [r.ttft for r in done]), ("tpot", [r.tpot for r in done]),
-                         ("e2e", [r.e2e for r in done])):
+    for name, values in (
+        ("ttft", [r.ttft for r in done]),
+        ("tpot", [r.tpot for r in done]),
+        ("e2e", [r.e2e for r in done]),
+    ):
         clean = [v for v in values if v is not None]
         for q, v in percentiles(clean).items():
             row[f"{name}_p{q}_s"] = v

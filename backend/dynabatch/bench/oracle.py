@@ -12,9 +12,10 @@ The prediction is conservative where the engine's timing is uncertain: a request
 that has not produced its first token yet may wait for prefill, so it is assumed to
 grow from the start yet release its blocks only after a prefill delay bound.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
@@ -24,15 +25,22 @@ from ..types import ControlInput, GenerationRequest, RequestState
 
 
 def output_len(request: GenerationRequest) -> int:
-    true_len = request.true_output_len if request.true_output_len is not None else request.max_new_tokens
+    true_len = (
+        request.true_output_len if request.true_output_len is not None else request.max_new_tokens
+    )
     return max(1, min(true_len, request.max_new_tokens))
 
 
 class OracleController:
     name = "oracle"
 
-    def __init__(self, admission_order: Sequence[GenerationRequest], kv_capacity: KvCapacity,
-                 max_batch_size: int, max_num_tokens: int = 8192) -> None:
+    def __init__(
+        self,
+        admission_order: Sequence[GenerationRequest],
+        kv_capacity: KvCapacity,
+        max_batch_size: int,
+        max_num_tokens: int = 8192,
+    ) -> None:
         """`admission_order`: the requests the gate will admit, in the order it will
         admit them (rejected ones left out); `max_num_tokens` bounds prefill speed."""
         self._order = [r.request_id for r in admission_order]
@@ -42,7 +50,7 @@ class OracleController:
         self._total = kv_capacity.total_blocks
         self._max_batch = max_batch_size
         self._step_tokens = max(1, max_num_tokens // 2)  # prefill share of a step, pessimistic
-        self._next = 0                # index in _order of the first request not yet admitted
+        self._next = 0  # index in _order of the first request not yet admitted
         self._seen: set[int] = set()  # admitted (running or finished)
         self._limit = self._fit({})
         self._decision = LimitDecision(self._limit, {"memory": self._limit}, "memory")
@@ -54,12 +62,12 @@ class OracleController:
     def _peak(self, start: np.ndarray, rem: np.ndarray, hold: np.ndarray) -> int:
         """Highest predicted block count. Each request's blocks only grow until it
         releases them, so the peak falls on one of the release steps."""
-        checks = np.unique(hold)[:, None]                      # (m, 1)
+        checks = np.unique(hold)[:, None]  # (m, 1)
         tokens = start[None, :] + np.minimum(checks, rem[None, :])
         blocks = -(-tokens // self._tpb) * (hold[None, :] >= checks)
         return int(blocks.sum(axis=1).max())
 
-    def _fit(self, running: "dict[int, RequestState]") -> int:
+    def _fit(self, running: dict[int, RequestState]) -> int:
         """len(running) + how many of the next requests fit without a pause."""
         start, rem, hold = [], [], []
         pending_prompt = 0  # prompt tokens still to prefill, in admission order
@@ -81,7 +89,11 @@ class OracleController:
             delay = 1 + (pending_prompt + prompt) // self._step_tokens
             final = self._blocks(prompt + out)
             if final_sum + final > self._total:  # else it surely fits: peak <= sum of finals
-                s = np.array(start + [prompt]), np.array(rem + [out]), np.array(hold + [out + delay])
+                s = (
+                    np.array(start + [prompt]),
+                    np.array(rem + [out]),
+                    np.array(hold + [out + delay]),
+                )
                 if self._peak(*s) > self._total:
                     break
             final_sum += final

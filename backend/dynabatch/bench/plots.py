@@ -1,16 +1,19 @@
 """PNG figures for a bench run (matplotlib, headless Agg backend)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 
 
 def _pyplot():
     import matplotlib
+
     matplotlib.use("Agg")  # no display on servers/CI
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -71,8 +74,9 @@ def plot_timelines(timelines: dict[str, dict], path: str | Path, title: str = ""
     return path
 
 
-def write_figures(rows: Sequence[dict], timelines: dict[str, dict], out_dir: str | Path,
-                  prefix: str) -> list[Path]:
+def write_figures(
+    rows: Sequence[dict], timelines: dict[str, dict], out_dir: str | Path, prefix: str
+) -> list[Path]:
     out = Path(out_dir)
     paths = [plot_policies(rows, out / f"{_slug(prefix)}-policies.png", prefix)]
     if timelines:

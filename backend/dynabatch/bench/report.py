@@ -1,4 +1,5 @@
 """Result rows -> text table, JSON and CSV (the same rows in all three)."""
+
 from __future__ import annotations
 
 import csv
@@ -6,8 +7,9 @@ import json
 import math
 import sys
 import time
+from collections.abc import Iterable, Sequence
 from pathlib import Path
-from typing import Iterable, Optional, Sequence, TextIO
+from typing import TextIO
 
 # (key, header, format) for the printed table; JSON/CSV carry every key of the row.
 TABLE_COLUMNS = (
@@ -45,15 +47,21 @@ def format_table(rows: Sequence[dict], columns=TABLE_COLUMNS) -> str:
     widths = [max(len(r[i]) for r in cells) for i in range(len(columns))]
     lines = []
     for n, r in enumerate(cells):
-        lines.append("  ".join(c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))))
+        lines.append(
+            "  ".join(
+                c.ljust(w) if i == 0 else c.rjust(w) for i, (c, w) in enumerate(zip(r, widths))
+            )
+        )
         if n == 0:
             lines.append("  ".join("-" * w for w in widths))
     return "\n".join(lines)
 
 
 def format_markdown(rows: Sequence[dict], columns=TABLE_COLUMNS) -> str:
-    out = ["| " + " | ".join(h for _, h, _ in columns) + " |",
-           "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|"]
+    out = [
+        "| " + " | ".join(h for _, h, _ in columns) + " |",
+        "|" + "|".join("---" if i == 0 else "---:" for i in range(len(columns))) + "|",
+    ]
     for row in rows:
         out.append("| " + " | ".join(_cell(row.get(k), f) for k, _, f in columns) + " |")
     return "\n".join(out)
@@ -66,9 +74,11 @@ def _clean(value):
     return value
 
 
-def write_json(rows: Sequence[dict], path: str | Path, meta: Optional[dict] = None) -> None:
-    doc = {"meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})},
-           "rows": [{k: _clean(v) for k, v in row.items()} for row in rows]}
+def write_json(rows: Sequence[dict], path: str | Path, meta: dict | None = None) -> None:
+    doc = {
+        "meta": {"created": time.strftime("%Y-%m-%dT%H:%M:%S%z"), **(meta or {})},
+        "rows": [{k: _clean(v) for k, v in row.items()} for row in rows],
+    }
     Path(path).parent.mkdir(parents=True, exist_ok=True)
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
@@ -97,8 +107,9 @@ class Progress:
     """A plain-text progress bar on stderr: one line, rewritten in place on a TTY,
     one line per update otherwise (CI logs stay readable)."""
 
-    def __init__(self, total: int, label: str = "", stream: Optional[TextIO] = None,
-                 width: int = 30) -> None:
+    def __init__(
+        self, total: int, label: str = "", stream: TextIO | None = None, width: int = 30
+    ) -> None:
         stream = stream or sys.stderr  # looked up now: tests and callers may swap it
         self.total, self.label, self.stream, self.width = max(total, 1), label, stream, width
         self.done = 0
@@ -109,8 +120,10 @@ class Progress:
         self.done += 1
         frac = self.done / self.total
         bar = "#" * int(frac * self.width)
-        text = (f"{self.label} [{bar:<{self.width}}] {self.done}/{self.total} "
-                f"{time.monotonic() - self.start:5.1f}s {note}")
+        text = (
+            f"{self.label} [{bar:<{self.width}}] {self.done}/{self.total} "
+            f"{time.monotonic() - self.start:5.1f}s {note}"
+        )
         self.stream.write(("\r" + text + "\x1b[K") if self.tty else text + "\n")
         if self.tty and self.done >= self.total:
             self.stream.write("\n")

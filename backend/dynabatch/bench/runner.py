@@ -5,11 +5,13 @@ Per run: a SimulatedExecutor (virtual clock), the controller from
 ServingCore, i.e. exactly the objects the Triton model builds. The loop only feeds
 arrivals, steps the engine one iteration at a time and calls `core.step()`.
 """
+
 from __future__ import annotations
 
 import time
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Callable, Optional, Sequence
+from typing import Any
 
 from ..core import ServingCore
 from ..gate import AdmissionGate
@@ -25,12 +27,12 @@ GNE, MAXU = "guaranteed_no_evict", "max_utilization"
 class PolicySpec:
     """One column of the comparison: a controller policy under an engine capacity policy."""
 
-    name: str                       # label in tables, e.g. "static-64/gne", "adaptive"
-    policy: str                     # controller policy, or "oracle"
+    name: str  # label in tables, e.g. "static-64/gne", "adaptive"
+    policy: str  # controller policy, or "oracle"
     capacity_policy: str = MAXU
-    params: tuple = ()              # extra controller parameters as (key, value) pairs
-    max_batch_size: Optional[int] = None  # engine max batch; None = the run's default
-    static: bool = False            # counts as a static limit (for "best static")
+    params: tuple = ()  # extra controller parameters as (key, value) pairs
+    max_batch_size: int | None = None  # engine max batch; None = the run's default
+    static: bool = False  # counts as a static limit (for "best static")
 
 
 class _Sink:
@@ -41,7 +43,7 @@ class _Sink:
     def __init__(self, record: RequestRecord) -> None:
         self.record = record
 
-    def on_event(self, event: TokenEvent, state: Optional[RequestState]) -> None:
+    def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         rec = self.record
         if event.token_ids:
             if rec.first_token is None:
@@ -50,8 +52,11 @@ class _Sink:
         if event.finished:
             rec.finish = event.time
             rec.rejected = event.finish_reason == FinishReason.REJECTED
-            rec.completed = event.finish_reason in (FinishReason.LENGTH, FinishReason.EOS,
-                                                    FinishReason.END_ID)
+            rec.completed = event.finish_reason in (
+                FinishReason.LENGTH,
+                FinishReason.EOS,
+                FinishReason.END_ID,
+            )
 
 
 @dataclass
@@ -89,24 +94,40 @@ class RunResult:
 
 def make_engine(profile: str, *, capacity_policy: str, max_batch_size: int, engine_kw: dict):
     from ..engines.simulated import SimulatedExecutor  # built by the simulator engineer
-    return SimulatedExecutor(profile, max_batch_size=max_batch_size,
-                             capacity_policy=capacity_policy, **engine_kw)
+
+    return SimulatedExecutor(
+        profile, max_batch_size=max_batch_size, capacity_policy=capacity_policy, **engine_kw
+    )
 
 
-def make_policy_controller(spec: PolicySpec, params: dict, *, max_batch_size: int, engine,
-                           admission_order):
+def make_policy_controller(
+    spec: PolicySpec, params: dict, *, max_batch_size: int, engine, admission_order
+):
     if spec.policy == "oracle":
-        return OracleController(admission_order, engine.kv_capacity, max_batch_size,
-                                getattr(engine, "max_num_tokens", 8192))
+        return OracleController(
+            admission_order,
+            engine.kv_capacity,
+            max_batch_size,
+            getattr(engine, "max_num_tokens", 8192),
+        )
     from ..controller import make_controller  # built by the controller engineer
-    return make_controller(spec.policy, params, max_batch_size=max_batch_size,
-                           kv_capacity=engine.kv_capacity)
+
+    return make_controller(
+        spec.policy, params, max_batch_size=max_batch_size, kv_capacity=engine.kv_capacity
+    )
 
 
-def drive_virtual(core: ServingCore, engine: Any, requests: Sequence[GenerationRequest],
-                  sink_for: Callable[[int], Any], *, on_pass: Optional[Callable[[], None]] = None,
-                  name: str = "run", max_iterations: int = 20_000_000,
-                  max_wall_s: float = 600.0) -> int:
+def drive_virtual(
+    core: ServingCore,
+    engine: Any,
+    requests: Sequence[GenerationRequest],
+    sink_for: Callable[[int], Any],
+    *,
+    on_pass: Callable[[], None] | None = None,
+    name: str = "run",
+    max_iterations: int = 20_000_000,
+    max_wall_s: float = 600.0,
+) -> int:
     """Serve `requests` (in arrival order) on a simulated engine's virtual clock.
 
     Each pass submits what has arrived by `engine.now()`, steps the core (dispatch,
@@ -132,36 +153,56 @@ def drive_virtual(core: ServingCore, engine: Any, requests: Sequence[GenerationR
         elif core.idle:
             return iterations
         elif not core.running and len(core.gate):
-            raise RuntimeError(f"{name}: {len(core.gate)} requests wait with an idle "
-                               f"engine and limit {core.controller.limit}: the policy stalled")
+            raise RuntimeError(
+                f"{name}: {len(core.gate)} requests wait with an idle "
+                f"engine and limit {core.controller.limit}: the policy stalled"
+            )
         if iterations > max_iterations or time.monotonic() - wall0 > max_wall_s:
-            raise RuntimeError(f"{name}: run exceeded its bound ({iterations} iterations, "
-                               f"{time.monotonic() - wall0:.0f} s wall)")
+            raise RuntimeError(
+                f"{name}: run exceeded its bound ({iterations} iterations, "
+                f"{time.monotonic() - wall0:.0f} s wall)"
+            )
 
 
-def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
-               max_batch_size: int = 256, engine_kw: Optional[dict] = None,
-               controller_params: Optional[dict] = None, max_wall_s: float = 600.0,
-               max_iterations: int = 20_000_000) -> RunResult:
+def run_policy(
+    workload: Workload,
+    profile: str,
+    spec: PolicySpec,
+    *,
+    slo: Slo,
+    max_batch_size: int = 256,
+    engine_kw: dict | None = None,
+    controller_params: dict | None = None,
+    max_wall_s: float = 600.0,
+    max_iterations: int = 20_000_000,
+) -> RunResult:
     """Serve every request of `workload` to completion; return the summary row."""
     wall0 = time.monotonic()
     mbs = spec.max_batch_size or max_batch_size
-    engine = make_engine(profile, capacity_policy=spec.capacity_policy, max_batch_size=mbs,
-                         engine_kw=dict(engine_kw or {}))
+    engine = make_engine(
+        profile,
+        capacity_policy=spec.capacity_policy,
+        max_batch_size=mbs,
+        engine_kw=dict(engine_kw or {}),
+    )
     requests = workload.requests()
-    params: dict[str, Any] = {"tpot_sla_ms": slo.tpot_s * 1000.0, **(controller_params or {}),
-                              **dict(spec.params)}
+    params: dict[str, Any] = {
+        "tpot_sla_ms": slo.tpot_s * 1000.0,
+        **(controller_params or {}),
+        **dict(spec.params),
+    }
     # The core's own admission check decides what the gate will ever admit (the
     # oracle needs that order; it must not re-implement the rule).
     probe = ServingCore(engine, _NullController(), AdmissionGate())
     admissible = [r for r in requests if probe.admission_error(r) is None]
-    controller = make_policy_controller(spec, params, max_batch_size=mbs, engine=engine,
-                                        admission_order=admissible)
+    controller = make_policy_controller(
+        spec, params, max_batch_size=mbs, engine=engine, admission_order=admissible
+    )
     core = ServingCore(engine, controller, AdmissionGate())
     records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
     timeline = Timeline()
     busy_s = batch_area = kv_area = 0.0
-    last_stats: Optional[IterationStats] = None
+    last_stats: IterationStats | None = None
 
     def observe() -> None:
         nonlocal last_stats, busy_s, batch_area, kv_area
@@ -172,24 +213,41 @@ def run_policy(workload: Workload, profile: str, spec: PolicySpec, *, slo: Slo,
             busy_s += dt
             batch_area += dt * stats.num_active_requests
             kv_area += dt * stats.kv_occupancy
-            timeline.add(stats.timestamp, controller.limit, stats.num_active_requests,
-                         stats.kv_occupancy)
+            timeline.add(
+                stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
+            )
 
-    iterations = drive_virtual(core, engine, requests, lambda i: _Sink(records[i]),
-                               on_pass=observe, name=spec.name, max_iterations=max_iterations,
-                               max_wall_s=max_wall_s - (time.monotonic() - wall0))
-    row = {"policy": spec.name, "controller": spec.policy, "capacity_policy": spec.capacity_policy,
-           "static": spec.static, "engine_max_batch": mbs, "profile": profile, "workload": workload.name,
-           "max_new_tokens": workload.max_new_tokens}
+    iterations = drive_virtual(
+        core,
+        engine,
+        requests,
+        lambda i: _Sink(records[i]),
+        on_pass=observe,
+        name=spec.name,
+        max_iterations=max_iterations,
+        max_wall_s=max_wall_s - (time.monotonic() - wall0),
+    )
+    row = {
+        "policy": spec.name,
+        "controller": spec.policy,
+        "capacity_policy": spec.capacity_policy,
+        "static": spec.static,
+        "engine_max_batch": mbs,
+        "profile": profile,
+        "workload": workload.name,
+        "max_new_tokens": workload.max_new_tokens,
+    }
     row.update(summarize(records, None, slo))
-    row.update({
-        "mean_batch": batch_area / busy_s if busy_s else 0.0,
-        "mean_kv_occupancy": kv_area / busy_s if busy_s else 0.0,
-        "paused": core.counters.paused_total,
-        "recomputed_tokens": core.counters.recomputed_tokens,
-        "iterations": iterations,
-        "sim_wall_s": round(time.monotonic() - wall0, 3),
-    })
+    row.update(
+        {
+            "mean_batch": batch_area / busy_s if busy_s else 0.0,
+            "mean_kv_occupancy": kv_area / busy_s if busy_s else 0.0,
+            "paused": core.counters.paused_total,
+            "recomputed_tokens": core.counters.recomputed_tokens,
+            "iterations": iterations,
+            "sim_wall_s": round(time.monotonic() - wall0, 3),
+        }
+    )
     return RunResult(row=row, timeline=timeline, records=records)
 
 

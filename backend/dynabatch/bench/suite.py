@@ -9,19 +9,20 @@ Baselines use the defaults a user of each system gets:
 - static limits under both capacity policies; every dynamic policy with its
   default parameters (TPOT target = the run's TPOT SLO).
 """
+
 from __future__ import annotations
 
 import math
 import multiprocessing as mp
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
-from typing import Callable, Iterable, Optional, Sequence
 
 from .metrics import Slo
 from .runner import GNE, MAXU, PolicySpec, RunResult, run_policy
 from .workload import Workload
 
-ENGINE_MAX_BATCH = 256          # TensorRT-LLM's default build
+ENGINE_MAX_BATCH = 256  # TensorRT-LLM's default build
 STATIC_LIMITS = (8, 12, 16, 32, 64, 128)
 DYNAMIC = ("sglang_ratio", "trtllm_tuner", "paper_memory", "paper_sla", "paper", "adaptive")
 DEFAULT_POLICY = "adaptive"
@@ -30,19 +31,38 @@ CAP_SHORT = {GNE: "gne", MAXU: "maxu"}
 
 def vllm_default_seqs(profile: str) -> int:
     from ..engines.simulated.profiles import GIB, get_profile
+
     return 1024 if get_profile(profile).gpu.mem_bytes >= 70 * GIB else 256
 
 
 def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) -> list[PolicySpec]:
-    specs = [PolicySpec("trtllm_default", "static", GNE, (("static_batch_size", ENGINE_MAX_BATCH),),
-                        static=True)]
+    specs = [
+        PolicySpec(
+            "trtllm_default", "static", GNE, (("static_batch_size", ENGINE_MAX_BATCH),), static=True
+        )
+    ]
     seqs = vllm_default_seqs(profile)
-    specs.append(PolicySpec("vllm_default", "static", MAXU, (("static_batch_size", seqs),),
-                            max_batch_size=max(seqs, ENGINE_MAX_BATCH), static=True))
+    specs.append(
+        PolicySpec(
+            "vllm_default",
+            "static",
+            MAXU,
+            (("static_batch_size", seqs),),
+            max_batch_size=max(seqs, ENGINE_MAX_BATCH),
+            static=True,
+        )
+    )
     for cap in (GNE, MAXU):
         for lim in static_limits:
-            specs.append(PolicySpec(f"static-{lim}/{CAP_SHORT[cap]}", "static", cap,
-                                    (("static_batch_size", lim),), static=True))
+            specs.append(
+                PolicySpec(
+                    f"static-{lim}/{CAP_SHORT[cap]}",
+                    "static",
+                    cap,
+                    (("static_batch_size", lim),),
+                    static=True,
+                )
+            )
     # trtllm_tuner is TensorRT-LLM's own batch-size tuner: it runs under TensorRT-LLM's
     # default capacity policy. The others allocate on demand, as their systems do.
     specs.append(PolicySpec("trtllm_tuner", "trtllm_tuner", GNE))
@@ -53,7 +73,7 @@ def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) ->
     return specs
 
 
-def select(specs: Sequence[PolicySpec], names: Optional[Iterable[str]]) -> list[PolicySpec]:
+def select(specs: Sequence[PolicySpec], names: Iterable[str] | None) -> list[PolicySpec]:
     """Keep the named policies (exact labels, or a controller name to keep all its rows)."""
     if not names:
         return list(specs)
@@ -61,7 +81,9 @@ def select(specs: Sequence[PolicySpec], names: Optional[Iterable[str]]) -> list[
     known = {s.name for s in specs} | {s.policy for s in specs}
     unknown = [n for n in wanted if n not in known]
     if unknown:
-        raise ValueError(f"unknown policy {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}")
+        raise ValueError(
+            f"unknown policy {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}"
+        )
     return [s for s in specs if s.name in wanted or s.policy in wanted]
 
 
@@ -80,15 +102,23 @@ class Job:
         return f"{self.workload.name}/{self.profile}/{self.spec.name}"
 
 
-def run_job(job: Job) -> tuple[dict, Optional[dict]]:
-    res: RunResult = run_policy(job.workload, job.profile, job.spec, slo=job.slo,
-                                engine_kw=dict(job.engine_kw),
-                                controller_params=dict(job.controller_params))
+def run_job(job: Job) -> tuple[dict, dict | None]:
+    res: RunResult = run_policy(
+        job.workload,
+        job.profile,
+        job.spec,
+        slo=job.slo,
+        engine_kw=dict(job.engine_kw),
+        controller_params=dict(job.controller_params),
+    )
     return res.row, (res.timeline.as_dict() if job.keep_timeline else None)
 
 
-def run_jobs(jobs: Sequence[Job], workers: int = 1,
-             on_done: Callable[[Job, dict], None] = lambda job, row: None) -> list[tuple[dict, Optional[dict]]]:
+def run_jobs(
+    jobs: Sequence[Job],
+    workers: int = 1,
+    on_done: Callable[[Job, dict], None] = lambda job, row: None,
+) -> list[tuple[dict, dict | None]]:
     """Run every job, in parallel processes when workers > 1; results in job order."""
     results: list = [None] * len(jobs)
     if workers <= 1 or len(jobs) <= 1:
@@ -103,6 +133,7 @@ def run_jobs(jobs: Sequence[Job], workers: int = 1,
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
         futures = {pool.submit(run_job, jobs[k]): k for k in order}
         from concurrent.futures import as_completed
+
         for fut in as_completed(futures):
             k = futures[fut]
             results[k] = fut.result()
@@ -125,5 +156,7 @@ def add_ratios(rows: list[dict]) -> dict:
             if ref in by and by[ref]["output_tok_s"]:
                 head[f"{DEFAULT_POLICY}_vs_{ref}"] = ours["output_tok_s"] / by[ref]["output_tok_s"]
         if best_static:
-            head[f"{DEFAULT_POLICY}_vs_best_static"] = ours["output_tok_s"] / best_static["output_tok_s"]
+            head[f"{DEFAULT_POLICY}_vs_best_static"] = (
+                ours["output_tok_s"] / best_static["output_tok_s"]
+            )
     return head

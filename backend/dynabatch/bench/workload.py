@@ -8,6 +8,7 @@ if the model emitted EOS, or at the cap, whichever comes first. Requests whose
 prompt + cap can never fit the KV cache are rejected by ServingCore.admission_error
 and counted as rejected in every report.
 """
+
 from __future__ import annotations
 
 import csv
@@ -15,7 +16,6 @@ import math
 from dataclasses import dataclass, replace
 from datetime import datetime
 from pathlib import Path
-from typing import Optional
 
 import numpy as np
 
@@ -32,7 +32,7 @@ class WorkloadError(ValueError):
 
 @dataclass(frozen=True)
 class WorkItem:
-    arrival_s: float      # seconds since the workload's first arrival
+    arrival_s: float  # seconds since the workload's first arrival
     prompt_len: int
     true_output_len: int  # hidden EOS; the request ends here or at max_new_tokens
 
@@ -63,18 +63,34 @@ class Workload:
 
         Streaming, as clients that measure TTFT are (and so the serving core sees
         every token: RequestState.generated is exact for the controllers)."""
-        return [GenerationRequest(
-            request_id=i, prompt_ids=_Prompt(it.prompt_len), max_new_tokens=self.max_new_tokens,
-            arrival_time=it.arrival_s, true_output_len=it.true_output_len, streaming=True)
-            for i, it in enumerate(self.items)]
+        return [
+            GenerationRequest(
+                request_id=i,
+                prompt_ids=_Prompt(it.prompt_len),
+                max_new_tokens=self.max_new_tokens,
+                arrival_time=it.arrival_s,
+                true_output_len=it.true_output_len,
+                streaming=True,
+            )
+            for i, it in enumerate(self.items)
+        ]
 
     def describe(self) -> dict:
         p = np.array([it.prompt_len for it in self.items]) if self.items else np.zeros(1)
-        o = np.array([it.output_len(self.max_new_tokens) for it in self.items]) if self.items else np.zeros(1)
-        return {"workload": self.name, "requests": len(self.items), "span_s": round(self.span_s, 3),
-                "rate_rps": round(self.rate, 3) if math.isfinite(self.rate) else None,
-                "max_new_tokens": self.max_new_tokens,
-                "prompt_mean": round(float(p.mean()), 1), "output_mean": round(float(o.mean()), 1)}
+        o = (
+            np.array([it.output_len(self.max_new_tokens) for it in self.items])
+            if self.items
+            else np.zeros(1)
+        )
+        return {
+            "workload": self.name,
+            "requests": len(self.items),
+            "span_s": round(self.span_s, 3),
+            "rate_rps": round(self.rate, 3) if math.isfinite(self.rate) else None,
+            "max_new_tokens": self.max_new_tokens,
+            "prompt_mean": round(float(p.mean()), 1),
+            "output_mean": round(float(o.mean()), 1),
+        }
 
 
 class _Prompt:
@@ -100,8 +116,15 @@ class _Prompt:
         return iter([1] * self.n)
 
 
-def _shape(items: list[WorkItem], name: str, *, rate_scale: float, first_n: Optional[int],
-           window_s: Optional[float], max_new_tokens: int) -> Workload:
+def _shape(
+    items: list[WorkItem],
+    name: str,
+    *,
+    rate_scale: float,
+    first_n: int | None,
+    window_s: float | None,
+    max_new_tokens: int,
+) -> Workload:
     if rate_scale <= 0 or not math.isfinite(rate_scale):
         raise WorkloadError(f"rate scale must be > 0, got {rate_scale}")
     if max_new_tokens < 1:
@@ -122,9 +145,14 @@ def _shape(items: list[WorkItem], name: str, *, rate_scale: float, first_n: Opti
     return Workload(name=name + suffix, items=tuple(items), max_new_tokens=max_new_tokens)
 
 
-def load_trace(path: str | Path, *, rate_scale: float = 1.0, first_n: Optional[int] = None,
-               window_s: Optional[float] = None,
-               max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS) -> Workload:
+def load_trace(
+    path: str | Path,
+    *,
+    rate_scale: float = 1.0,
+    first_n: int | None = None,
+    window_s: float | None = None,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+) -> Workload:
     """Read an Azure LLM trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`); the names
     `conv` and `code` select the bundled Azure traces (dynabatch.data).
 
@@ -144,15 +172,19 @@ def load_trace(path: str | Path, *, rate_scale: float = 1.0, first_n: Optional[i
         cols = [h.strip() for h in header]
         missing = [c for c in TRACE_COLUMNS if c not in cols]
         if missing:
-            raise WorkloadError(f"{path}: header {header!r} lacks column(s) {', '.join(missing)} "
-                                f"(expected {','.join(TRACE_COLUMNS)})")
+            raise WorkloadError(
+                f"{path}: header {header!r} lacks column(s) {', '.join(missing)} "
+                f"(expected {','.join(TRACE_COLUMNS)})"
+            )
         it, ic, ig = (cols.index(c) for c in TRACE_COLUMNS)
-        t0: Optional[datetime] = None
+        t0: datetime | None = None
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
                 continue
             if len(row) != len(cols):
-                raise WorkloadError(f"{path}:{lineno}: expected {len(cols)} fields, got {len(row)}: {row!r}")
+                raise WorkloadError(
+                    f"{path}:{lineno}: expected {len(cols)} fields, got {len(row)}: {row!r}"
+                )
             ts = _parse_time(row[it].strip(), path, lineno)
             prompt = _parse_count(row[ic], "ContextTokens", path, lineno, minimum=1)
             output = _parse_count(row[ig], "GeneratedTokens", path, lineno, minimum=0)
@@ -160,8 +192,14 @@ def load_trace(path: str | Path, *, rate_scale: float = 1.0, first_n: Optional[i
             items.append(WorkItem((ts - t0).total_seconds(), prompt, max(output, 1)))
     if not items:
         raise WorkloadError(f"{path}: no requests after the header")
-    return _shape(items, path.stem, rate_scale=rate_scale, first_n=first_n, window_s=window_s,
-                  max_new_tokens=max_new_tokens)
+    return _shape(
+        items,
+        path.stem,
+        rate_scale=rate_scale,
+        first_n=first_n,
+        window_s=window_s,
+        max_new_tokens=max_new_tokens,
+    )
 
 
 def _parse_time(text: str, path: Path, lineno: int) -> datetime:
@@ -171,8 +209,9 @@ def _parse_time(text: str, path: Path, lineno: int) -> datetime:
     try:
         return datetime.fromisoformat(main + (dot + frac[:6] if dot else ""))
     except ValueError:
-        raise WorkloadError(f"{path}:{lineno}: bad TIMESTAMP {text!r} "
-                            f"(expected YYYY-MM-DD HH:MM:SS[.fffffff])") from None
+        raise WorkloadError(
+            f"{path}:{lineno}: bad TIMESTAMP {text!r} (expected YYYY-MM-DD HH:MM:SS[.fffffff])"
+        ) from None
 
 
 def _parse_count(text: str, column: str, path: Path, lineno: int, *, minimum: int) -> int:
@@ -185,16 +224,28 @@ def _parse_count(text: str, column: str, path: Path, lineno: int, *, minimum: in
     return value
 
 
-def synthetic(n: int, rate: float, *, arrival: str = "poisson", cv: float = 1.0,
-              prompt_median: float = 512, prompt_sigma: float = 1.0,
-              output_median: float = 128, output_sigma: float = 1.0,
-              max_len: int = 8192, seed: int = 0,
-              max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS, name: Optional[str] = None) -> Workload:
+def synthetic(
+    n: int,
+    rate: float,
+    *,
+    arrival: str = "poisson",
+    cv: float = 1.0,
+    prompt_median: float = 512,
+    prompt_sigma: float = 1.0,
+    output_median: float = 128,
+    output_sigma: float = 1.0,
+    max_len: int = 8192,
+    seed: int = 0,
+    max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
+    name: str | None = None,
+) -> Workload:
     """`n` requests at `rate` req/s: Poisson (exponential gaps) or gamma gaps with
     coefficient of variation `cv` (burstier when cv > 1); lognormal prompt and output
     lengths given by median and sigma, clipped to [1, max_len]."""
     if n < 1 or rate <= 0 or cv <= 0:
-        raise WorkloadError(f"synthetic workload needs n >= 1, rate > 0, cv > 0 (got {n}, {rate}, {cv})")
+        raise WorkloadError(
+            f"synthetic workload needs n >= 1, rate > 0, cv > 0 (got {n}, {rate}, {cv})"
+        )
     rng = np.random.default_rng(seed)
     if arrival == "poisson":
         gaps = rng.exponential(1.0 / rate, n)
@@ -212,8 +263,9 @@ def synthetic(n: int, rate: float, *, arrival: str = "poisson", cv: float = 1.0,
     return Workload(name=label, items=tuple(items), max_new_tokens=max_new_tokens)
 
 
-def resample(lengths_from: Workload, n: int, rate: float, *, seed: int = 0,
-             name: Optional[str] = None) -> Workload:
+def resample(
+    lengths_from: Workload, n: int, rate: float, *, seed: int = 0, name: str | None = None
+) -> Workload:
     """Poisson arrivals at `rate` with (prompt, output) pairs drawn from another
     workload: the capacity search keeps a trace's length mix and varies only the rate."""
     if n < 1 or rate <= 0:
@@ -223,7 +275,12 @@ def resample(lengths_from: Workload, n: int, rate: float, *, seed: int = 0,
     gaps[0] = 0.0
     times = np.cumsum(gaps)
     pick = rng.integers(0, len(lengths_from.items), n)
-    items = tuple(WorkItem(float(t), lengths_from.items[k].prompt_len,
-                           lengths_from.items[k].true_output_len) for t, k in zip(times, pick))
-    return Workload(name=name or f"{lengths_from.name}-poisson-{rate:g}rps", items=items,
-                    max_new_tokens=lengths_from.max_new_tokens)
+    items = tuple(
+        WorkItem(float(t), lengths_from.items[k].prompt_len, lengths_from.items[k].true_output_len)
+        for t, k in zip(times, pick)
+    )
+    return Workload(
+        name=name or f"{lengths_from.name}-poisson-{rate:g}rps",
+        items=items,
+        max_new_tokens=lengths_from.max_new_tokens,
+    )

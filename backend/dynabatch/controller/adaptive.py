@@ -5,6 +5,7 @@ The equations are in docs/CONTROLLER.md. Every update is O(1) (the running map i
 only during the cold start): requests feed the length model and the TPOT percentile
 once, when they finish.
 """
+
 from __future__ import annotations
 
 import math
@@ -26,20 +27,20 @@ from .latency_fit import StepLatencyFit
 # the *local* mean step latency at the finish. The bound caps the latency at the busiest
 # moments; a long-run mean also averages in lighter stretches (and lags a ramp by about a
 # minute), which inflated k and held the batch well below what the SLO allows.
-_RATIO_WINDOW = 1024          # finished requests whose ratio r_i the percentile is taken over
-_RATIO_MIN_FIT = 256          # iterations in the latency fit before ratios are recorded
-_RATIO_MIN = 32               # ratios needed before k is estimated
-_STEP_EWMA = 1.0 / 8          # weight of the recent step latency / batch (slope-free fallback)
-_LATENCY_HALF_LIFE = 2048      # iterations: forgetting of the latency-vs-batch fit
-_RATIO_REF_HALF_LIFE = 64     # iterations: half-life of t_loc, the ratios' reference
-_SLA_MARGIN = 0.05            # SLA band: hold while the prediction is in [1 - 2m, 1] x target
-_SLA_JUMP = 0.15              # beyond this relative error the SLA bound jumps, within it nudges
-_SLA_NUDGE = 0.5              # a nudge goes this part of the way to the solution (>= 1)
-_SLA_START = 8                # SLA bound before any latency is seen (grows from there)
-_SCALE_MIN = 0.3              # the eviction back-off never drops the KV budget below this
-_WARMUP_FINISHED = 8          # finished requests before the length model is trusted
-_FORECAST_EVERY = 8           # updates between forecasts while the batch and queue head stand still
-_SURVIVAL_EVERY = 16          # finished requests between rebuilds of the survival table
+_RATIO_WINDOW = 1024  # finished requests whose ratio r_i the percentile is taken over
+_RATIO_MIN_FIT = 256  # iterations in the latency fit before ratios are recorded
+_RATIO_MIN = 32  # ratios needed before k is estimated
+_STEP_EWMA = 1.0 / 8  # weight of the recent step latency / batch (slope-free fallback)
+_LATENCY_HALF_LIFE = 2048  # iterations: forgetting of the latency-vs-batch fit
+_RATIO_REF_HALF_LIFE = 64  # iterations: half-life of t_loc, the ratios' reference
+_SLA_MARGIN = 0.05  # SLA band: hold while the prediction is in [1 - 2m, 1] x target
+_SLA_JUMP = 0.15  # beyond this relative error the SLA bound jumps, within it nudges
+_SLA_NUDGE = 0.5  # a nudge goes this part of the way to the solution (>= 1)
+_SLA_START = 8  # SLA bound before any latency is seen (grows from there)
+_SCALE_MIN = 0.3  # the eviction back-off never drops the KV budget below this
+_WARMUP_FINISHED = 8  # finished requests before the length model is trusted
+_FORECAST_EVERY = 8  # updates between forecasts while the batch and queue head stand still
+_SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -107,12 +108,26 @@ class AdaptiveController:
     name = "adaptive"
     wants_waiting_head = True  # admissions are checked against the actual next requests
 
-    def __init__(self, *, total_blocks: int, tokens_per_block: int, lower: int, upper: int,
-                 kv_target_fraction: float, kv_overflow_prob: float, length_window: int,
-                 tpot_sla_ms: float, tpot_percentile: float, pause_backoff: float,
-                 pause_recovery_s: float, kv_probe_max: float, limit_tolerance: float,
-                 stabilization_s: float, ttft_sla_s: float,
-                 forecast_overflow_prob: float = 0.2) -> None:
+    def __init__(
+        self,
+        *,
+        total_blocks: int,
+        tokens_per_block: int,
+        lower: int,
+        upper: int,
+        kv_target_fraction: float,
+        kv_overflow_prob: float,
+        length_window: int,
+        tpot_sla_ms: float,
+        tpot_percentile: float,
+        pause_backoff: float,
+        pause_recovery_s: float,
+        kv_probe_max: float,
+        limit_tolerance: float,
+        stabilization_s: float,
+        ttft_sla_s: float,
+        forecast_overflow_prob: float = 0.2,
+    ) -> None:
         self.total_tokens = total_blocks * tokens_per_block
         self.tokens_per_block = tokens_per_block
         self.lower, self.upper = lower, upper
@@ -170,8 +185,12 @@ class AdaptiveController:
             self.survival.rebuild(self.lengths.outputs())
         # r_i is taken against the local mean step latency, once the fit has some history
         step_ms = self._ref_ms.value if self.fit.weight >= _RATIO_MIN_FIT else 0.0
-        if (state.generated > 1 and state.first_token_time is not None
-                and state.finish_time is not None and step_ms):
+        if (
+            state.generated > 1
+            and state.first_token_time is not None
+            and state.finish_time is not None
+            and step_ms
+        ):
             tpot_ms = (state.finish_time - state.first_token_time) * 1e3 / (state.generated - 1)
             logs = self._log_ratios
             logs.add(math.log(max(tpot_ms / step_ms, 1e-3)))
@@ -214,7 +233,9 @@ class AdaptiveController:
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
         held = self.stabilizer.update(self.raw, now)
-        self._limit = clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
+        self._limit = (
+            clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
+        )
         if self.b_memory <= self.b_sla:
             self._reason = "memory"
         else:
@@ -231,13 +252,16 @@ class AdaptiveController:
         running, head = sample.running, sample.waiting_head
         n = len(running)
         self._forecast_age += 1
-        if not paused and (not head or (n >= self._forecast_key and
-                                        self._forecast_age < _FORECAST_EVERY)):
+        if not paused and (
+            not head or (n >= self._forecast_key and self._forecast_age < _FORECAST_EVERY)
+        ):
             self._forecast_key = n
             return self.b_forecast
         self._forecast_key, self._forecast_age = n, 0
         half = self.tokens_per_block // 2  # the half-filled last block of each request
-        cur = np.fromiter((s.prompt_len + s.generated for s in running.values()), np.int64, n) + half
+        cur = (
+            np.fromiter((s.prompt_len + s.generated for s in running.values()), np.int64, n) + half
+        )
         gen = np.fromiter((s.generated for s in running.values()), np.int64, n)
         mx = np.fromiter((s.max_new_tokens for s in running.values()), np.int64, n)
         prompts = np.array([p for p, _ in head], dtype=np.int64) + half
@@ -337,9 +361,11 @@ class AdaptiveController:
 
     @property
     def decision(self) -> LimitDecision:
-        return LimitDecision(self._limit,
-                             {"memory": _finite(self.b_memory, self.upper),
-                              "sla": _finite(self.b_sla, self.upper)}, self._reason)
+        return LimitDecision(
+            self._limit,
+            {"memory": _finite(self.b_memory, self.upper), "sla": _finite(self.b_sla, self.upper)},
+            self._reason,
+        )
 
 
 def _finite(value: float, cap: int) -> float:

@@ -3,6 +3,7 @@
 Controllers are pure: no I/O, no threads, no clock of their own. Time comes in with
 `ControlInput.stats.timestamp`.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field

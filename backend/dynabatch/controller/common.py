@@ -1,14 +1,13 @@
 """Small pieces the policies share: clamping, per-iteration samples, a sliding window
 for TPOT percentiles, and an HPA-style stabiliser for the published limit."""
-from __future__ import annotations
 
-from .base import LimitDecision
+from __future__ import annotations
 
 import math
 from collections import deque
-from typing import Optional
 
 from ..types import IterationStats
+from .base import LimitDecision
 
 
 def clamp(value: float, lower: int, upper: int) -> int:
@@ -20,7 +19,7 @@ def clamp(value: float, lower: int, upper: int) -> int:
     return int(math.floor(value))
 
 
-def tpot_sample_ms(stats: IterationStats) -> Optional[float]:
+def tpot_sample_ms(stats: IterationStats) -> float | None:
     """The time per output token of every generating request in this step.
 
     One step emits one token per generation request, so the step latency IS their
@@ -41,7 +40,7 @@ class Ewma:
 
     def __init__(self, weight: float) -> None:
         self.weight = weight
-        self.value: Optional[float] = None
+        self.value: float | None = None
 
     def add(self, x: float) -> float:
         v = self.value

@@ -15,16 +15,39 @@ overflows: the candidates fit while max_h E[O(h)] + z sd(h) <= budget, h on a gr
 This is the clairvoyant oracle's rule (bench/oracle.py) with the true lengths replaced
 by the conditional length distribution, and the CLT margin of the paper on top.
 """
+
 from __future__ import annotations
 
-from typing import Sequence
+from collections.abc import Sequence
 
 import numpy as np
 
 # Step horizons checked: fine near now (the next blocks), coarse far out (finishes).
-_GRID = np.array([0, 2, 8, 16, 32, 64, 96, 128, 192, 256, 384, 512, 768, 1024, 1536, 2048,
-                  4096, 8192, 16384, 32768],
-                 dtype=np.int64)
+_GRID = np.array(
+    [
+        0,
+        2,
+        8,
+        16,
+        32,
+        64,
+        96,
+        128,
+        192,
+        256,
+        384,
+        512,
+        768,
+        1024,
+        1536,
+        2048,
+        4096,
+        8192,
+        16384,
+        32768,
+    ],
+    dtype=np.int64,
+)
 
 
 class SurvivalTable:
@@ -43,8 +66,16 @@ class SurvivalTable:
         alive = n - np.searchsorted(ls, t, side="right")
         self.surv = (alive + 0.5) / (n + 0.5)
 
-    def fits(self, current: np.ndarray, generated: np.ndarray, max_new: np.ndarray,
-             prompts: np.ndarray, cand_max: np.ndarray, z: float, budget: float) -> tuple[int, float]:
+    def fits(
+        self,
+        current: np.ndarray,
+        generated: np.ndarray,
+        max_new: np.ndarray,
+        prompts: np.ndarray,
+        cand_max: np.ndarray,
+        z: float,
+        budget: float,
+    ) -> tuple[int, float]:
         """(how many of the candidates fit in order, the budget left after them, in tokens).
 
         current/generated/max_new: running requests (tokens held today incl. block
@@ -64,7 +95,7 @@ class SurvivalTable:
         mean = q * size
         var = mean * (1.0 - q) * size
         zero = np.zeros((1, len(grid)))
-        mean = np.concatenate((zero, mean.cumsum(axis=0)))[n:]   # rows: 0..k candidates
+        mean = np.concatenate((zero, mean.cumsum(axis=0)))[n:]  # rows: 0..k candidates
         var = np.concatenate((zero, var.cumsum(axis=0)))[n:]
         peak = (mean + z * np.sqrt(var)).max(axis=1)
         ok = peak[1:] <= budget

@@ -5,9 +5,8 @@ Fitting both keeps prefill chunks, which ride on the steps where requests are ad
 from biasing the batch slope. O(1) per sample; the 2x2 normal equations are solved on
 centred moments.
 """
-from __future__ import annotations
 
-from typing import Optional
+from __future__ import annotations
 
 
 class StepLatencyFit:
@@ -28,7 +27,7 @@ class StepLatencyFit:
         w, n, x, t = self._s[:4]
         return (n / w, x / w, t / w) if w else (0.0, 0.0, 0.0)
 
-    def solve(self, min_var_n: float = 0.25) -> Optional[tuple[float, float, float]]:
+    def solve(self, min_var_n: float = 0.25) -> tuple[float, float, float] | None:
         """(a, b, c), or None while the batch has not varied enough to tell b."""
         w, sn, sx, st, snn, sxx, snx, snt, sxt, _ = self._s
         if w <= 0:

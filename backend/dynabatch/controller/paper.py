@@ -5,6 +5,7 @@ SLA-constrained Dynamic Batching". Algorithm 1 follows the released vLLM schedul
 patch; Algorithm 2 is the reconstruction in DESIGN §2. They are baselines: keep them
 exactly as written, improvements belong in adaptive.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -17,12 +18,12 @@ from .common import Ewma, SingleBound, batch_sample, clamp, tpot_sample_ms
 class PaperMemoryController(SingleBound):
     """Algorithm 1: size the batch from today's mean blocks per running sequence.
 
-        if waiting and running:
-            blocks_per_seq = used_blocks / len(running)
-            b = floor(total_blocks * memory_factor / blocks_per_seq)
-            b = max(b, len(running))
-            b = min(max(b, lower), upper)
-        else: b = previous b
+    if waiting and running:
+        blocks_per_seq = used_blocks / len(running)
+        b = floor(total_blocks * memory_factor / blocks_per_seq)
+        b = max(b, len(running))
+        b = min(max(b, lower), upper)
+    else: b = previous b
     """
 
     name = "paper_memory"
@@ -49,7 +50,6 @@ class PaperMemoryController(SingleBound):
         return self.b
 
 
-
 class PaperSlaController(SingleBound):
     """Algorithm 2: a search window [b_low, b_high] steered by the mean TPOT.
 
@@ -60,8 +60,17 @@ class PaperSlaController(SingleBound):
     name = "paper_sla"
     bound = "sla"
 
-    def __init__(self, *, d_sla_ms: float, eps_ms: float, alpha: float, delta: float,
-                 smoothing: float, lower: int, upper: int) -> None:
+    def __init__(
+        self,
+        *,
+        d_sla_ms: float,
+        eps_ms: float,
+        alpha: float,
+        delta: float,
+        smoothing: float,
+        lower: int,
+        upper: int,
+    ) -> None:
         self.d_sla, self.eps = d_sla_ms, eps_ms
         self.alpha, self.delta = alpha, delta
         self.lower, self.upper = lower, upper
@@ -78,19 +87,18 @@ class PaperSlaController(SingleBound):
         tau = self.tau.add(tpot)
         b_bar = self.b_bar.add(batch_sample(sample.stats))
         lo, hi, a = self.b_low, self.b_high, self.alpha
-        if tau > self.d_sla + self.eps:        # too slow: pull the window down
+        if tau > self.d_sla + self.eps:  # too slow: pull the window down
             hi = max(b_bar, lo + a)
             lo = max(lo - self.delta, self.lower)
-        elif tau < self.d_sla - self.eps:      # headroom: push the window up
+        elif tau < self.d_sla - self.eps:  # headroom: push the window up
             lo = min(b_bar, hi - a)
             hi = min(hi + self.delta, self.upper)
-        else:                                  # inside the band: centre on the batch
+        else:  # inside the band: centre on the batch
             hi = min(b_bar + a / 2, self.upper)
             lo = max(b_bar - a / 2, self.lower)
         self.b_low, self.b_high = lo, hi
         self.b = clamp((lo + hi) / 2, self.lower, self.upper)
         return self.b
-
 
 
 class PaperController:
@@ -118,5 +126,6 @@ class PaperController:
     @property
     def decision(self) -> LimitDecision:
         m, s = self.memory.b, self.sla.b
-        return LimitDecision(self.b, {"memory": float(m), "sla": float(s)},
-                             "memory" if m <= s else "sla")
+        return LimitDecision(
+            self.b, {"memory": float(m), "sla": float(s)}, "memory" if m <= s else "sla"
+        )

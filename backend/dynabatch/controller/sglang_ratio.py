@@ -15,6 +15,7 @@ limit = running + how many queue-head requests fit, in order. The queue head com
 from ControlInput.waiting_head; when the serving core does not fill it, the newcomer
 is assumed to look like the mean running request.
 """
+
 from __future__ import annotations
 
 from ..types import ControlInput
@@ -28,9 +29,18 @@ class SglangRatioController(SingleBound):
     bound = "memory"
     wants_waiting_head = True  # sizes admission by the actual next requests
 
-    def __init__(self, *, total_blocks: int, tokens_per_block: int, init_ratio: float,
-                 min_ratio_factor: float, decay_steps: int, clip_max_new_tokens: int,
-                 lower: int, upper: int) -> None:
+    def __init__(
+        self,
+        *,
+        total_blocks: int,
+        tokens_per_block: int,
+        init_ratio: float,
+        min_ratio_factor: float,
+        decay_steps: int,
+        clip_max_new_tokens: int,
+        lower: int,
+        upper: int,
+    ) -> None:
         self.total_tokens = total_blocks * tokens_per_block
         self.init_ratio = init_ratio
         self.min_ratio = init_ratio * min_ratio_factor
@@ -51,8 +61,7 @@ class SglangRatioController(SingleBound):
             self.ratio = max(self.min_ratio, self.ratio - self.decay)
         ratio = self.ratio
         tpb = stats.tokens_per_block or 1
-        free = (stats.free_num_blocks * tpb if stats.max_num_blocks
-                else self.total_tokens)
+        free = stats.free_num_blocks * tpb if stats.max_num_blocks else self.total_tokens
         reserved = 0.0
         sum_prompt = sum_new = 0
         for s in running.values():
@@ -77,4 +86,3 @@ class SglangRatioController(SingleBound):
         self.fits = fits
         self.b = clamp(len(running) + fits, self.lower, self.upper)
         return self.b
-

@@ -1,4 +1,5 @@
 """`static`: a fixed in-flight limit, the baseline every other policy is measured against."""
+
 from __future__ import annotations
 
 from ..types import ControlInput, RequestState

@@ -19,6 +19,7 @@ What TensorRT-LLM does (NVIDIA/TensorRT-LLM, read with the search tool):
   tokens, attention window >= sequence).
 It never looks at what the cache actually holds: it is open loop.
 """
+
 from __future__ import annotations
 
 from collections import deque
@@ -32,8 +33,9 @@ FALLBACK_GRANULARITY = 512
 FALLBACK_THRESHOLD = 128
 
 
-def runtime_batch_size(max_capacity_batch_size: int,
-                       table: tuple[tuple[int, int], ...] = BATCH_SIZE_TABLE) -> int:
+def runtime_batch_size(
+    max_capacity_batch_size: int, table: tuple[tuple[int, int], ...] = BATCH_SIZE_TABLE
+) -> int:
     """DynamicBatchTuner::getRuntimeBatchSize."""
     for limit, batch in table:
         if max_capacity_batch_size < limit:
@@ -48,8 +50,9 @@ class TrtllmTunerController(SingleBound):
     name = "trtllm_tuner"
     bound = "tuner"
 
-    def __init__(self, *, total_blocks: int, tokens_per_block: int, window: int,
-                 lower: int, upper: int) -> None:
+    def __init__(
+        self, *, total_blocks: int, tokens_per_block: int, window: int, lower: int, upper: int
+    ) -> None:
         self.total_blocks, self.tokens_per_block = total_blocks, tokens_per_block
         self.window = window
         self.lower, self.upper = lower, upper
@@ -69,7 +72,7 @@ class TrtllmTunerController(SingleBound):
             for state in reversed(newest):  # oldest first, as the executor iterates
                 self._push(state.prompt_len, state.max_new_tokens)
         if self._in:
-            avg_in = int(self._in_sum / len(self._in))    # static_cast<SizeType32>
+            avg_in = int(self._in_sum / len(self._in))  # static_cast<SizeType32>
             avg_out = int(self._out_sum / len(self._out))
             tpb = self.tokens_per_block
             blocks_per_seq = -(-(avg_in + avg_out) // tpb)
@@ -87,4 +90,3 @@ class TrtllmTunerController(SingleBound):
         self._out.append(max_new)
         self._in_sum += prompt_len
         self._out_sum += max_new
-

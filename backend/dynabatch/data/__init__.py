@@ -1,5 +1,6 @@
 """Data shipped with the package: the Azure LLM inference traces (CC-BY 4.0; see
 traces/README.md for the attribution, which must stay beside the files)."""
+
 from pathlib import Path
 
 TRACE_DIR = Path(__file__).resolve().parent / "traces"

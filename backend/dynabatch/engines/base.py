@@ -1,4 +1,5 @@
 """The Engine protocol: the one seam between the serving core and an LLM executor."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass

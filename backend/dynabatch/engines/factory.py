@@ -4,10 +4,12 @@ Each engine module exposes `from_parameters(params, *, max_batch_size, realtime)
 list of ParamSpecs. They are imported only when asked for, so a missing optional
 dependency (tensorrt_llm) never breaks the other engines.
 """
+
 from __future__ import annotations
 
 import importlib
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from ..params import ConfigError, ParamSpec
 from .base import Engine
@@ -39,8 +41,10 @@ def engine_param_specs(engine_name: str) -> list[ParamSpec]:
     return list(getattr(module, attr, []))
 
 
-def make_engine(engine_name: str, params: Mapping[str, Any], *, max_batch_size: int,
-                realtime: bool) -> Engine:
+def make_engine(
+    engine_name: str, params: Mapping[str, Any], *, max_batch_size: int, realtime: bool
+) -> Engine:
     """Build the named engine from its parsed parameters (see engine_param_specs)."""
     return _module(engine_name).from_parameters(
-        params, max_batch_size=max_batch_size, realtime=realtime)
+        params, max_batch_size=max_batch_size, realtime=realtime
+    )

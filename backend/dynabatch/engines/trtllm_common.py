@@ -3,12 +3,14 @@ declare, sampling options, and stats normalisation into `types.IterationStats`.
 
 Nothing here imports tensorrt_llm at module load: the package must import without it.
 """
+
 from __future__ import annotations
 
 import datetime
 import importlib
 import time
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ..params import ConfigError, ParamSpec
 from ..types import IterationStats, SamplingParams
@@ -23,7 +25,8 @@ INSTALL_HINT = (
     "TensorRT-LLM 1.2.x and an NVIDIA GPU: run the server in the container built by this "
     f"repository's Dockerfile (FROM {TRITON_TRTLLM_IMAGE}), or `pip install "
     "tensorrt_llm==1.2.*` from https://pypi.nvidia.com on a CUDA machine. Without a GPU use "
-    "engine=simulated (see docs/GPU.md).")
+    "engine=simulated (see docs/GPU.md)."
+)
 
 
 def import_tensorrt_llm(engine: str, module: str = "tensorrt_llm") -> Any:
@@ -41,34 +44,70 @@ def _spec(name: str, kind: type, default: Any, help: str, **kw: Any) -> ParamSpe
 # Parameters both adapters read. Names are TensorRT-LLM's Triton model names; the ones
 # shared with the simulated engine keep its exact names.
 COMMON_PARAMS: list[ParamSpec] = [
-    _spec("gpt_model_path", str, "",
-          "TensorRT-LLM engine directory (Executor) or checkpoint / HF model (LLM API); required"),
-    _spec("batch_scheduler_policy", str, "guaranteed_no_evict",
-          "capacity scheduler: reserve a request's whole KV up front, or allocate per token "
-          "and pause requests when blocks run out",
-          choices=("guaranteed_no_evict", "max_utilization")),
-    _spec("kv_cache_free_gpu_mem_fraction", float, 0.9,
-          "fraction of free GPU memory given to the paged KV cache", min=0.0, max=1.0),
-    _spec("max_tokens_in_paged_kv_cache", int, 0,
-          "cap on KV cache tokens (0 = no cap: the memory fraction decides)", min=0),
+    _spec(
+        "gpt_model_path",
+        str,
+        "",
+        "TensorRT-LLM engine directory (Executor) or checkpoint / HF model (LLM API); required",
+    ),
+    _spec(
+        "batch_scheduler_policy",
+        str,
+        "guaranteed_no_evict",
+        "capacity scheduler: reserve a request's whole KV up front, or allocate per token "
+        "and pause requests when blocks run out",
+        choices=("guaranteed_no_evict", "max_utilization"),
+    ),
+    _spec(
+        "kv_cache_free_gpu_mem_fraction",
+        float,
+        0.9,
+        "fraction of free GPU memory given to the paged KV cache",
+        min=0.0,
+        max=1.0,
+    ),
+    _spec(
+        "max_tokens_in_paged_kv_cache",
+        int,
+        0,
+        "cap on KV cache tokens (0 = no cap: the memory fraction decides)",
+        min=0,
+    ),
     _spec("enable_kv_cache_reuse", bool, False, "reuse KV blocks of shared prompt prefixes"),
     _spec("enable_chunked_context", bool, False, "split long prompts over several iterations"),
     _spec("max_beam_width", int, 1, "largest beam width a request may ask for", min=1),
-    _spec("max_num_tokens", int, 0,
-          "tokens per iteration budget (0 = the engine's build value)", min=0),
-    _spec("iter_stats_max_iterations", int, 1000,
-          "iteration stats kept by TensorRT-LLM between two reads", min=1),
-    _spec("trtllm_stream_tokens", bool, True,
-          "ask TensorRT-LLM for per-iteration tokens even for non-streaming requests, so the "
-          "controller sees first tokens and progress (the response is still sent once)"),
+    _spec(
+        "max_num_tokens",
+        int,
+        0,
+        "tokens per iteration budget (0 = the engine's build value)",
+        min=0,
+    ),
+    _spec(
+        "iter_stats_max_iterations",
+        int,
+        1000,
+        "iteration stats kept by TensorRT-LLM between two reads",
+        min=1,
+    ),
+    _spec(
+        "trtllm_stream_tokens",
+        bool,
+        True,
+        "ask TensorRT-LLM for per-iteration tokens even for non-streaming requests, so the "
+        "controller sees first tokens and progress (the response is still sent once)",
+    ),
 ]
 
 
 def check_model_path(engine: str, parsed: Mapping[str, Any]) -> str:
     path = parsed["gpt_model_path"]
     if not path:
-        raise ConfigError("gpt_model_path", path,
-                          f"required with engine={engine}: the engine directory / checkpoint")
+        raise ConfigError(
+            "gpt_model_path",
+            path,
+            f"required with engine={engine}: the engine directory / checkpoint",
+        )
     return path
 
 
@@ -83,14 +122,16 @@ def sampling_fields(sp: SamplingParams) -> dict[str, Any]:
         "top_p": float(sp.top_p) if sp.top_p > 0 else None,
         "seed": sp.seed,
         "min_tokens": sp.min_tokens if sp.min_tokens > 0 else None,
-        "repetition_penalty": float(sp.repetition_penalty) if sp.repetition_penalty != 1.0 else None,
+        "repetition_penalty": float(sp.repetition_penalty)
+        if sp.repetition_penalty != 1.0
+        else None,
         "presence_penalty": float(sp.presence_penalty) if sp.presence_penalty else None,
         "frequency_penalty": float(sp.frequency_penalty) if sp.frequency_penalty else None,
     }
     return {k: v for k, v in out.items() if v is not None}
 
 
-def parse_timestamp(text: Any) -> Optional[float]:
+def parse_timestamp(text: Any) -> float | None:
     """TensorRT-LLM's IterationStats.timestamp ("%m-%d-%Y %H:%M:%S.%f") -> epoch seconds."""
     if not isinstance(text, str) or not text:
         return None
@@ -111,7 +152,7 @@ class StatsClock:
     """
 
     def __init__(self) -> None:
-        self._offset: Optional[float] = None
+        self._offset: float | None = None
         self._last = 0.0
 
     def to_engine(self, stamp: Any, now: float) -> float:
@@ -133,7 +174,8 @@ def _num(value: Any) -> float:
 def stats_from_fields(f: Mapping[str, Any], timestamp: float) -> IterationStats:
     gen = int(_num(f.get("num_gen_requests")))
     return IterationStats(
-        iter=int(_num(f.get("iter"))), timestamp=timestamp,
+        iter=int(_num(f.get("iter"))),
+        timestamp=timestamp,
         iter_latency_ms=_num(f.get("iter_latency_ms")),
         num_active_requests=int(_num(f.get("num_active_requests"))),
         num_queued_requests=int(_num(f.get("num_queued_requests"))),
@@ -149,33 +191,59 @@ def stats_from_fields(f: Mapping[str, Any], timestamp: float) -> IterationStats:
         num_paused_requests=int(_num(f.get("num_paused_requests"))),
         num_ctx_tokens=int(_num(f.get("num_ctx_tokens"))),
         # One token per generation request per iteration (no speculative decoding).
-        num_gen_tokens=gen)
+        num_gen_tokens=gen,
+    )
 
 
 def stats_from_executor(s: Any, clock: StatsClock, now: float) -> IterationStats:
     """A `tensorrt_llm.bindings.executor.IterationStats` object -> IterationStats."""
     kv = getattr(s, "kv_cache_stats", None)
     ib = getattr(s, "inflight_batching_stats", None)
-    f = {name: getattr(s, name, 0) for name in (
-        "iter", "iter_latency_ms", "num_active_requests", "num_queued_requests",
-        "num_completed_requests", "max_num_active_requests")}
+    f = {
+        name: getattr(s, name, 0)
+        for name in (
+            "iter",
+            "iter_latency_ms",
+            "num_active_requests",
+            "num_queued_requests",
+            "num_completed_requests",
+            "max_num_active_requests",
+        )
+    }
     for name in ("max_num_blocks", "free_num_blocks", "used_num_blocks", "tokens_per_block"):
         f[name] = getattr(kv, name, 0) if kv is not None else 0
-    for name in ("num_scheduled_requests", "num_context_requests", "num_gen_requests",
-                 "num_paused_requests", "num_ctx_tokens"):
+    for name in (
+        "num_scheduled_requests",
+        "num_context_requests",
+        "num_gen_requests",
+        "num_paused_requests",
+        "num_ctx_tokens",
+    ):
         f[name] = getattr(ib, name, 0) if ib is not None else 0
     return stats_from_fields(f, clock.to_engine(getattr(s, "timestamp", None), now))
 
 
-_CAMEL = {"iter": "iter", "iterLatencyMS": "iter_latency_ms",
-          "numActiveRequests": "num_active_requests", "numQueuedRequests": "num_queued_requests",
-          "numCompletedRequests": "num_completed_requests",
-          "maxNumActiveRequests": "max_num_active_requests"}
-_CAMEL_KV = {"maxNumBlocks": "max_num_blocks", "freeNumBlocks": "free_num_blocks",
-             "usedNumBlocks": "used_num_blocks", "tokensPerBlock": "tokens_per_block"}
-_CAMEL_IB = {"numScheduledRequests": "num_scheduled_requests",
-             "numContextRequests": "num_context_requests", "numGenRequests": "num_gen_requests",
-             "numPausedRequests": "num_paused_requests", "numCtxTokens": "num_ctx_tokens"}
+_CAMEL = {
+    "iter": "iter",
+    "iterLatencyMS": "iter_latency_ms",
+    "numActiveRequests": "num_active_requests",
+    "numQueuedRequests": "num_queued_requests",
+    "numCompletedRequests": "num_completed_requests",
+    "maxNumActiveRequests": "max_num_active_requests",
+}
+_CAMEL_KV = {
+    "maxNumBlocks": "max_num_blocks",
+    "freeNumBlocks": "free_num_blocks",
+    "usedNumBlocks": "used_num_blocks",
+    "tokensPerBlock": "tokens_per_block",
+}
+_CAMEL_IB = {
+    "numScheduledRequests": "num_scheduled_requests",
+    "numContextRequests": "num_context_requests",
+    "numGenRequests": "num_gen_requests",
+    "numPausedRequests": "num_paused_requests",
+    "numCtxTokens": "num_ctx_tokens",
+}
 
 
 def stats_from_dict(d: Mapping[str, Any], clock: StatsClock, now: float) -> IterationStats:
@@ -196,11 +264,14 @@ def initial_capacity(parsed: Mapping[str, Any]) -> KvCapacity:
     (TensorRT-LLM itself rejects a request that can never fit, with an error response).
     """
     cap = parsed.get("max_tokens_in_paged_kv_cache") or 0
-    return KvCapacity(total_blocks=cap, tokens_per_block=1) if cap else \
-        KvCapacity(total_blocks=2**31 - 1, tokens_per_block=1)
+    return (
+        KvCapacity(total_blocks=cap, tokens_per_block=1)
+        if cap
+        else KvCapacity(total_blocks=2**31 - 1, tokens_per_block=1)
+    )
 
 
-def capacity_from_stats(stats: IterationStats) -> Optional[KvCapacity]:
+def capacity_from_stats(stats: IterationStats) -> KvCapacity | None:
     if stats.max_num_blocks > 0 and stats.tokens_per_block > 0:
         return KvCapacity(stats.max_num_blocks, stats.tokens_per_block)
     return None

@@ -16,6 +16,7 @@ The LLM API is asyncio/future based, the Engine protocol is synchronous. The bri
   arrived for `timeout` seconds, so that timeout (`stats_check_period_ms`) bounds
   how late the controller sees an iteration.
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -23,38 +24,73 @@ import json
 import logging
 import queue
 import threading
-from typing import Any, Mapping, Optional
+from collections.abc import Mapping
+from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
 from ..types import FinishReason, GenerationRequest, IterationStats, TokenEvent
 from .base import EngineError, KvCapacity
-from .trtllm_common import (COMMON_PARAMS, EngineClock, StatsClock, capacity_from_stats,
-                            check_model_path, import_tensorrt_llm, initial_capacity,
-                            sampling_fields, stats_from_dict)
+from .trtllm_common import (
+    COMMON_PARAMS,
+    EngineClock,
+    StatsClock,
+    capacity_from_stats,
+    check_model_path,
+    import_tensorrt_llm,
+    initial_capacity,
+    sampling_fields,
+    stats_from_dict,
+)
 
 log = logging.getLogger("dynabatch.engines.trtllm_llmapi")
 
 TRTLLM_LLMAPI_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
-    ParamSpec("tokenizer_dir", str, "", "tokenizer location (empty = the model's own)",
-              group="tensorrt_llm"),
-    ParamSpec("skip_tokenizer_init", bool, False,
-              "load no tokenizer; requests without end_id then stop at their length only",
-              group="tensorrt_llm"),
-    ParamSpec("tensor_parallel_size", int, 1, "GPUs per model (tensor parallelism)", min=1,
-              group="tensorrt_llm"),
-    ParamSpec("stats_check_period_ms", int, 20,
-              "get_stats timeout: the longest quiet gap before stats are handed over",
-              min=1, max=10_000, group="tensorrt_llm"),
+    ParamSpec(
+        "tokenizer_dir",
+        str,
+        "",
+        "tokenizer location (empty = the model's own)",
+        group="tensorrt_llm",
+    ),
+    ParamSpec(
+        "skip_tokenizer_init",
+        bool,
+        False,
+        "load no tokenizer; requests without end_id then stop at their length only",
+        group="tensorrt_llm",
+    ),
+    ParamSpec(
+        "tensor_parallel_size",
+        int,
+        1,
+        "GPUs per model (tensor parallelism)",
+        min=1,
+        group="tensorrt_llm",
+    ),
+    ParamSpec(
+        "stats_check_period_ms",
+        int,
+        20,
+        "get_stats timeout: the longest quiet gap before stats are handed over",
+        min=1,
+        max=10_000,
+        group="tensorrt_llm",
+    ),
 ]
 
-_FINISH = {"stop": FinishReason.END_ID, "length": FinishReason.LENGTH,
-           "cancelled": FinishReason.CANCELLED}
+_FINISH = {
+    "stop": FinishReason.END_ID,
+    "length": FinishReason.LENGTH,
+    "cancelled": FinishReason.CANCELLED,
+}
 
 
 def build_llm_kwargs(llmapi: Any, p: Mapping[str, Any], max_batch_size: int) -> dict[str, Any]:
     """LLM(...) keyword arguments for parsed parameters `p` (module `llmapi`)."""
-    policy = {"max_utilization": llmapi.CapacitySchedulerPolicy.MAX_UTILIZATION,
-              "guaranteed_no_evict": llmapi.CapacitySchedulerPolicy.GUARANTEED_NO_EVICT}
+    policy = {
+        "max_utilization": llmapi.CapacitySchedulerPolicy.MAX_UTILIZATION,
+        "guaranteed_no_evict": llmapi.CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
+    }
     kw: dict[str, Any] = dict(
         model=p["gpt_model_path"],
         max_batch_size=max_batch_size,
@@ -62,14 +98,17 @@ def build_llm_kwargs(llmapi: Any, p: Mapping[str, Any], max_batch_size: int) -> 
         kv_cache_config=llmapi.KvCacheConfig(
             enable_block_reuse=p["enable_kv_cache_reuse"],
             max_tokens=p["max_tokens_in_paged_kv_cache"] or None,
-            free_gpu_memory_fraction=p["kv_cache_free_gpu_mem_fraction"]),
+            free_gpu_memory_fraction=p["kv_cache_free_gpu_mem_fraction"],
+        ),
         scheduler_config=llmapi.SchedulerConfig(
-            capacity_scheduler_policy=policy[p["batch_scheduler_policy"]]),
+            capacity_scheduler_policy=policy[p["batch_scheduler_policy"]]
+        ),
         enable_chunked_prefill=p["enable_chunked_context"],
         enable_iter_perf_stats=True,
         iter_stats_max_iterations=p["iter_stats_max_iterations"],
         tensor_parallel_size=p["tensor_parallel_size"],
-        skip_tokenizer_init=p["skip_tokenizer_init"])
+        skip_tokenizer_init=p["skip_tokenizer_init"],
+    )
     if p["max_num_tokens"]:
         kw["max_num_tokens"] = p["max_num_tokens"]
     if p["tokenizer_dir"]:
@@ -80,9 +119,16 @@ def build_llm_kwargs(llmapi: Any, p: Mapping[str, Any], max_batch_size: int) -> 
 class TrtllmLlmApiEngine:
     """Engine over a `tensorrt_llm.LLM`."""
 
-    def __init__(self, llm: Any, sampling_cls: Any, *, max_batch_size: int,
-                 kv_capacity: KvCapacity, stream_tokens: bool = True,
-                 stats_period_s: float = 0.02) -> None:
+    def __init__(
+        self,
+        llm: Any,
+        sampling_cls: Any,
+        *,
+        max_batch_size: int,
+        kv_capacity: KvCapacity,
+        stream_tokens: bool = True,
+        stats_period_s: float = 0.02,
+    ) -> None:
         self._llm = llm
         self._sampling_cls = sampling_cls
         self.max_batch_size = max_batch_size
@@ -91,18 +137,20 @@ class TrtllmLlmApiEngine:
         self._stats_period = stats_period_s
         self._clock = EngineClock()
         self._stats_clock = StatsClock()
-        self._events: "queue.Queue[TokenEvent]" = queue.Queue()
-        self._stats: "queue.Queue[IterationStats]" = queue.Queue()
-        self._outputs: dict[int, Any] = {}      # our id -> RequestOutput (loop thread only)
+        self._events: queue.Queue[TokenEvent] = queue.Queue()
+        self._stats: queue.Queue[IterationStats] = queue.Queue()
+        self._outputs: dict[int, Any] = {}  # our id -> RequestOutput (loop thread only)
         self._tasks: dict[int, asyncio.Future] = {}
-        self._cancel_early: set[int] = set()    # cancelled before generate_async returned
+        self._cancel_early: set[int] = set()  # cancelled before generate_async returned
         self._shut = threading.Event()
         self._loop = asyncio.new_event_loop()
-        self._loop_thread = threading.Thread(target=self._loop.run_forever,
-                                             name="dynabatch-llmapi-loop", daemon=True)
+        self._loop_thread = threading.Thread(
+            target=self._loop.run_forever, name="dynabatch-llmapi-loop", daemon=True
+        )
         self._loop_thread.start()
-        self._stats_thread = threading.Thread(target=self._stats_loop,
-                                              name="dynabatch-llmapi-stats", daemon=True)
+        self._stats_thread = threading.Thread(
+            target=self._stats_loop, name="dynabatch-llmapi-stats", daemon=True
+        )
         self._stats_thread.start()
 
     def now(self) -> float:
@@ -120,15 +168,22 @@ class TrtllmLlmApiEngine:
         beam = sp.beam_width
         try:
             params = self._sampling_cls(
-                end_id=end_id, pad_id=request.pad_id, max_tokens=int(request.max_new_tokens),
-                n=1, best_of=beam if beam > 1 else None, use_beam_search=beam > 1,
-                detokenize=False, **sampling_fields(sp))
+                end_id=end_id,
+                pad_id=request.pad_id,
+                max_tokens=int(request.max_new_tokens),
+                n=1,
+                best_of=beam if beam > 1 else None,
+                use_beam_search=beam > 1,
+                detokenize=False,
+                **sampling_fields(sp),
+            )
         except (TypeError, ValueError) as exc:
             raise EngineError(f"invalid sampling options: {exc}") from exc
         streaming = beam == 1 and (request.streaming or self._stream_tokens)
         prompt = [int(t) for t in request.prompt_ids]
         fut = asyncio.run_coroutine_threadsafe(
-            self._run(request.request_id, prompt, params, streaming), self._loop)
+            self._run(request.request_id, prompt, params, streaming), self._loop
+        )
         self._tasks[request.request_id] = fut
         fut.add_done_callback(self._task_done)
 
@@ -141,8 +196,16 @@ class TrtllmLlmApiEngine:
         try:
             out = self._llm.generate_async(prompt, sampling_params=params, streaming=streaming)
         except Exception as exc:  # refused at submission (validation, shut down, ...)
-            self._put(TokenEvent(rid, [], True, FinishReason.ERROR,
-                                 f"TensorRT-LLM refused the request: {exc}", self.now()))
+            self._put(
+                TokenEvent(
+                    rid,
+                    [],
+                    True,
+                    FinishReason.ERROR,
+                    f"TensorRT-LLM refused the request: {exc}",
+                    self.now(),
+                )
+            )
             return
         self._outputs[rid] = out
         if rid in self._cancel_early:
@@ -161,10 +224,18 @@ class TrtllmLlmApiEngine:
                 self._put(TokenEvent(rid, tokens, True, reason, None, self.now()))
                 return
             # The iterator ended without a final step (should not happen): close it.
-            self._put(TokenEvent(rid, [], True, FinishReason.CANCELLED if out.aborted()
-                                 else FinishReason.ERROR, None if out.aborted() else
-                                 "TensorRT-LLM ended the request without a final result",
-                                 self.now()))
+            self._put(
+                TokenEvent(
+                    rid,
+                    [],
+                    True,
+                    FinishReason.CANCELLED if out.aborted() else FinishReason.ERROR,
+                    None
+                    if out.aborted()
+                    else "TensorRT-LLM ended the request without a final result",
+                    self.now(),
+                )
+            )
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # RequestError: a per-request failure
@@ -179,8 +250,9 @@ class TrtllmLlmApiEngine:
     def poll_events(self, timeout: float = 0.0) -> list[TokenEvent]:
         out: list[TokenEvent] = []
         try:
-            out.append(self._events.get(timeout=timeout) if timeout > 0
-                       else self._events.get_nowait())
+            out.append(
+                self._events.get(timeout=timeout) if timeout > 0 else self._events.get_nowait()
+            )
             while True:
                 out.append(self._events.get_nowait())
         except queue.Empty:
@@ -203,7 +275,7 @@ class TrtllmLlmApiEngine:
         while not self._shut.is_set():
             try:
                 records = self._llm.get_stats(timeout=self._stats_period)
-            except Exception as exc:  # noqa: BLE001 - keep serving; stats are advisory
+            except Exception as exc:
                 log.warning("get_stats failed: %s", exc)
                 records = []
             now = self.now()
@@ -241,25 +313,37 @@ class TrtllmLlmApiEngine:
             self._loop_thread.join(timeout=5)
 
 
-def from_parameters(params: Mapping[str, str], *, max_batch_size: int,
-                    realtime: bool = True) -> TrtllmLlmApiEngine:
+def from_parameters(
+    params: Mapping[str, str], *, max_batch_size: int, realtime: bool = True
+) -> TrtllmLlmApiEngine:
     """Build the engine from config.pbtxt parameters (strings)."""
     if not realtime:
-        raise ConfigError("engine", "trtllm_llmapi",
-                          "TensorRT-LLM runs in real time only; use engine=simulated for "
-                          "virtual-clock benchmarks")
+        raise ConfigError(
+            "engine",
+            "trtllm_llmapi",
+            "TensorRT-LLM runs in real time only; use engine=simulated for "
+            "virtual-clock benchmarks",
+        )
     p = parse_params(TRTLLM_LLMAPI_PARAMS, params)
     path = check_model_path("trtllm_llmapi", p)
     trtllm = import_tensorrt_llm("trtllm_llmapi")
     llmapi = import_tensorrt_llm("trtllm_llmapi", "tensorrt_llm.llmapi")
     kwargs = build_llm_kwargs(llmapi, p, max_batch_size)
-    log.info("starting TensorRT-LLM LLM on %s (max_batch_size=%d, policy=%s)",
-             path, max_batch_size, p["batch_scheduler_policy"])
+    log.info(
+        "starting TensorRT-LLM LLM on %s (max_batch_size=%d, policy=%s)",
+        path,
+        max_batch_size,
+        p["batch_scheduler_policy"],
+    )
     try:
         llm = trtllm.LLM(**kwargs)
     except Exception as exc:  # pydantic ValidationError, OSError (tokenizer), RuntimeError
         raise EngineError(f"TensorRT-LLM could not load {path}: {exc}") from exc
-    return TrtllmLlmApiEngine(llm, trtllm.SamplingParams, max_batch_size=max_batch_size,
-                              kv_capacity=initial_capacity(p),
-                              stream_tokens=p["trtllm_stream_tokens"],
-                              stats_period_s=p["stats_check_period_ms"] / 1000.0)
+    return TrtllmLlmApiEngine(
+        llm,
+        trtllm.SamplingParams,
+        max_batch_size=max_batch_size,
+        kv_capacity=initial_capacity(p),
+        stream_tokens=p["trtllm_stream_tokens"],
+        stats_period_s=p["stats_check_period_ms"] / 1000.0,
+    )

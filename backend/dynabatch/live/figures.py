@@ -1,9 +1,10 @@
 """PNG figures of live runs: throughput and latency vs load; batch limit, running
 requests and KV occupancy over time (from /metrics samples)."""
+
 from __future__ import annotations
 
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 from .scrape import Sample
 
@@ -14,7 +15,9 @@ BATCHER_FAMILY = "nv_trt_llm_inflight_batcher_metrics"
 LIMIT_FAMILY = "dynabatch_batch_limit"
 
 
-def _pairs(samples: Sequence[Sample], name: str, model: str | None = None, **labels: str) -> dict[float, float]:
+def _pairs(
+    samples: Sequence[Sample], name: str, model: str | None = None, **labels: str
+) -> dict[float, float]:
     out: dict[float, float] = {}
     for s in samples:
         if s.name != name or (model and s.label("model", model) != model):
@@ -32,16 +35,20 @@ def timeline(samples: Sequence[Sample], model: str | None = None) -> dict[str, l
     limit = _pairs(samples, LIMIT_FAMILY, model)
     ts = sorted(set(used) | set(running) | set(limit))
     nan = float("nan")
-    return {"t": ts,
-            "limit": [limit.get(t, nan) for t in ts],
-            "running": [running.get(t, nan) for t in ts],
-            "kv": [used[t] / total[t] if total.get(t) and t in used else nan for t in ts]}
+    return {
+        "t": ts,
+        "limit": [limit.get(t, nan) for t in ts],
+        "running": [running.get(t, nan) for t in ts],
+        "kv": [used[t] / total[t] if total.get(t) and t in used else nan for t in ts],
+    }
 
 
 def _plt():
     import matplotlib
+
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
+
     return plt
 
 
@@ -84,14 +91,21 @@ def plot_timeline(series: dict[str, dict[str, list]], path: Path, time_scale: fl
     order = list(series)
     for config, tl in series.items():
         t = [x / time_scale for x in tl["t"]]
-        line, = axes[0].plot(t, tl["running"], lw=1.2, color=_colour(config, order),
-                             label=f"{config}: running")
+        (line,) = axes[0].plot(
+            t, tl["running"], lw=1.2, color=_colour(config, order), label=f"{config}: running"
+        )
         top = max([top] + [v for v in tl["running"] if v == v])
         limits = [v for v in tl["limit"] if v == v]
         if limits:
             fixed = max(limits) == min(limits)
-            axes[0].plot(t, tl["limit"], "--", lw=1, color=line.get_color(),
-                         label=f"{config}: limit" + (f" = {limits[0]:g}" if fixed else ""))
+            axes[0].plot(
+                t,
+                tl["limit"],
+                "--",
+                lw=1,
+                color=line.get_color(),
+                label=f"{config}: limit" + (f" = {limits[0]:g}" if fixed else ""),
+            )
             if not fixed:
                 top = max(top, max(limits))
         axes[1].plot(t, [v * 100 for v in tl["kv"]], lw=1.2, color=line.get_color(), label=config)

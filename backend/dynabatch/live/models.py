@@ -3,6 +3,7 @@
 The parameter names are the Triton model's (docs/PARAMETERS.md); they are kept here
 in one place so a rename touches one file.
 """
+
 from __future__ import annotations
 
 from pathlib import Path
@@ -33,10 +34,20 @@ def live_spec(label: str, params: dict[str, str]):
     e = cfg.engine_params
     capacity = e["batch_scheduler_policy"]
     # The executor's keyword arguments, as engines.simulated.from_parameters passes them.
-    engine_kw = {"max_num_tokens": e["max_num_tokens"], "tokens_per_block": e["tokens_per_block"],
-                 "kv_cache_free_gpu_mem_fraction": e["kv_cache_free_gpu_mem_fraction"],
-                 "max_tokens_in_paged_kv_cache": e["max_tokens_in_paged_kv_cache"] or None,
-                 "enable_chunked_context": e["enable_chunked_context"], "seed": e["sim_seed"]}
-    spec = PolicySpec(label, cfg.policy, capacity, ctrl, max_batch_size=cfg.max_batch_size,
-                      static=cfg.policy == "static")
+    engine_kw = {
+        "max_num_tokens": e["max_num_tokens"],
+        "tokens_per_block": e["tokens_per_block"],
+        "kv_cache_free_gpu_mem_fraction": e["kv_cache_free_gpu_mem_fraction"],
+        "max_tokens_in_paged_kv_cache": e["max_tokens_in_paged_kv_cache"] or None,
+        "enable_chunked_context": e["enable_chunked_context"],
+        "seed": e["sim_seed"],
+    }
+    spec = PolicySpec(
+        label,
+        cfg.policy,
+        capacity,
+        ctrl,
+        max_batch_size=cfg.max_batch_size,
+        static=cfg.policy == "static",
+    )
     return spec, engine_kw, cfg.max_batch_size

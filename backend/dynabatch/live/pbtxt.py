@@ -2,13 +2,15 @@
 
 Text edits, not a protobuf round trip: the file keeps its comments and layout.
 """
+
 from __future__ import annotations
 
 import re
 
 _PARAM = re.compile(
     r'parameters\s*[:{]?\s*\{?\s*key:\s*"(?P<key>[^"]+)"\s*value:?\s*\{\s*string_value:\s*"(?P<val>[^"]*)"\s*\}\s*\}',
-    re.S)
+    re.S,
+)
 
 
 def get_parameters(text: str) -> dict[str, str]:
@@ -25,7 +27,7 @@ def set_parameters(text: str, values: dict[str, str]) -> str:
             return m.group(0)
         value = str(remaining.pop(key))
         start, end = m.span("val")
-        return m.group(0)[: start - m.start()] + value + m.group(0)[end - m.start():]
+        return m.group(0)[: start - m.start()] + value + m.group(0)[end - m.start() :]
 
     text = _PARAM.sub(swap, text)
     for key, value in remaining.items():

@@ -3,6 +3,7 @@
 Keeps only the families that describe the batcher (TensorRT-LLM-compatible
 `nv_trt_llm_*` and our `dynabatch_*`) plus Triton's inference counters.
 """
+
 from __future__ import annotations
 
 import csv
@@ -10,27 +11,31 @@ import re
 import threading
 import time
 import urllib.request
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterable, Optional
 
 KEEP_PREFIXES = ("nv_trt_llm_", "dynabatch_", "nv_inference_request_success", "nv_inference_count")
-_LINE = re.compile(r'^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)')
+_LINE = re.compile(
+    r"^(?P<name>[a-zA-Z_:][a-zA-Z0-9_:]*)(?:\{(?P<labels>[^}]*)\})?\s+(?P<value>\S+)"
+)
 _LABEL = re.compile(r'(\w+)="((?:[^"\\]|\\.)*)"')
 
 
 @dataclass(frozen=True)
 class Sample:
-    t: float          # seconds since the scraper started
+    t: float  # seconds since the scraper started
     name: str
-    labels: tuple     # sorted (key, value) pairs
+    labels: tuple  # sorted (key, value) pairs
     value: float
 
     def label(self, key: str, default: str = "") -> str:
         return dict(self.labels).get(key, default)
 
 
-def parse_prometheus(text: str, prefixes: Iterable[str] = KEEP_PREFIXES, t: float = 0.0) -> list[Sample]:
+def parse_prometheus(
+    text: str, prefixes: Iterable[str] = KEEP_PREFIXES, t: float = 0.0
+) -> list[Sample]:
     prefixes = tuple(prefixes)
     out = []
     for line in text.splitlines():
@@ -58,10 +63,10 @@ class MetricsScraper:
         self.samples: list[Sample] = []
         self.errors = 0
         self._stop = threading.Event()
-        self._thread: Optional[threading.Thread] = None
+        self._thread: threading.Thread | None = None
         self.t0 = time.monotonic()
 
-    def start(self, t0: Optional[float] = None) -> "MetricsScraper":
+    def start(self, t0: float | None = None) -> MetricsScraper:
         self.t0 = time.monotonic() if t0 is None else t0
         self._thread = threading.Thread(target=self._run, name="metrics-scraper", daemon=True)
         self._thread.start()
@@ -89,7 +94,7 @@ class MetricsScraper:
             self._thread.join(timeout=5)
         return self.samples
 
-    def __enter__(self) -> "MetricsScraper":
+    def __enter__(self) -> MetricsScraper:
         return self.start()
 
     def __exit__(self, *exc) -> None:
@@ -98,14 +103,24 @@ class MetricsScraper:
 
 def series(samples: Iterable[Sample], name: str, **labels: str) -> list[tuple[float, float]]:
     """(t, value) of one family, filtered by labels."""
-    return [(s.t, s.value) for s in samples
-            if s.name == name and all(s.label(k) == v for k, v in labels.items())]
+    return [
+        (s.t, s.value)
+        for s in samples
+        if s.name == name and all(s.label(k) == v for k, v in labels.items())
+    ]
 
 
-def write_csv(samples: Iterable[Sample], path: Path, extra: Optional[dict] = None) -> None:
+def write_csv(samples: Iterable[Sample], path: Path, extra: dict | None = None) -> None:
     with open(path, "w", newline="") as f:
         w = csv.writer(f)
         w.writerow([*(extra or {}).keys(), "t_s", "name", "labels", "value"])
         for s in samples:
-            w.writerow([*(extra or {}).values(), f"{s.t:.3f}", s.name,
-                        ";".join(f"{k}={v}" for k, v in s.labels), s.value])
+            w.writerow(
+                [
+                    *(extra or {}).values(),
+                    f"{s.t:.3f}",
+                    s.name,
+                    ";".join(f"{k}={v}" for k, v in s.labels),
+                    s.value,
+                ]
+            )

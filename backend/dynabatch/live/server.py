@@ -3,6 +3,7 @@
 Binds HTTP, gRPC and metrics to 127.0.0.1 on free ports. The Python-backend stub runs
 the first `python3` on PATH, so the running interpreter's bin/ goes first.
 """
+
 from __future__ import annotations
 
 import os
@@ -14,7 +15,6 @@ import time
 import urllib.request
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Optional
 
 
 def triton_home() -> Path:
@@ -43,15 +43,15 @@ def free_port() -> int:
 @dataclass
 class TritonServer:
     model_repository: Path
-    log_path: Optional[Path] = None
+    log_path: Path | None = None
     startup_timeout_s: float = 90.0
     exit_timeout_s: int = 5
     http_port: int = field(default_factory=free_port)
     grpc_port: int = field(default_factory=free_port)
     metrics_port: int = field(default_factory=free_port)
-    extra_args: tuple = ()                   # more tritonserver flags
-    health_path: str = "/v2/health/ready"    # what "started" means
-    proc: Optional[subprocess.Popen] = None
+    extra_args: tuple = ()  # more tritonserver flags
+    health_path: str = "/v2/health/ready"  # what "started" means
+    proc: subprocess.Popen | None = None
 
     @property
     def http_url(self) -> str:
@@ -65,7 +65,7 @@ class TritonServer:
     def metrics_url(self) -> str:
         return f"http://127.0.0.1:{self.metrics_port}/metrics"
 
-    def start(self) -> "TritonServer":
+    def start(self) -> TritonServer:
         home = triton_home()
         binary = home / "bin" / "tritonserver"
         stub = home / "backends" / "python" / "triton_python_backend_stub"
@@ -73,13 +73,23 @@ class TritonServer:
             raise RuntimeError(f"{stub} is missing: run `bash scripts/setup` first")
         env = dict(os.environ)
         env["PATH"] = str(Path(sys.executable).parent) + os.pathsep + env.get("PATH", "")
-        cmd = [str(binary), f"--model-repository={self.model_repository}",
-               f"--backend-directory={home / 'backends'}",
-               "--http-address=127.0.0.1", f"--http-port={self.http_port}",
-               "--grpc-address=127.0.0.1", f"--grpc-port={self.grpc_port}",
-               "--metrics-address=127.0.0.1", f"--metrics-port={self.metrics_port}",
-               "--allow-metrics=true", "--allow-gpu-metrics=false", "--allow-cpu-metrics=false",
-               f"--exit-timeout-secs={self.exit_timeout_s}", "--log-verbose=0", *self.extra_args]
+        cmd = [
+            str(binary),
+            f"--model-repository={self.model_repository}",
+            f"--backend-directory={home / 'backends'}",
+            "--http-address=127.0.0.1",
+            f"--http-port={self.http_port}",
+            "--grpc-address=127.0.0.1",
+            f"--grpc-port={self.grpc_port}",
+            "--metrics-address=127.0.0.1",
+            f"--metrics-port={self.metrics_port}",
+            "--allow-metrics=true",
+            "--allow-gpu-metrics=false",
+            "--allow-cpu-metrics=false",
+            f"--exit-timeout-secs={self.exit_timeout_s}",
+            "--log-verbose=0",
+            *self.extra_args,
+        ]
         log = open(self.log_path, "wb") if self.log_path else subprocess.DEVNULL
         self.proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, env=env)
         if self.log_path:
@@ -92,8 +102,10 @@ class TritonServer:
         url = f"http://{self.http_url}{self.health_path}"
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:
-                raise RuntimeError(f"tritonserver exited with {self.proc.returncode} at start-up"
-                                   + self._log_hint())
+                raise RuntimeError(
+                    f"tritonserver exited with {self.proc.returncode} at start-up"
+                    + self._log_hint()
+                )
             try:
                 with urllib.request.urlopen(url, timeout=1) as r:
                     if r.status == 200:
@@ -102,7 +114,9 @@ class TritonServer:
                 pass
             time.sleep(0.2)
         self.stop()
-        raise RuntimeError(f"tritonserver not ready after {self.startup_timeout_s:g} s" + self._log_hint())
+        raise RuntimeError(
+            f"tritonserver not ready after {self.startup_timeout_s:g} s" + self._log_hint()
+        )
 
     def log_tail(self, n: int = 15) -> str:
         try:
@@ -127,15 +141,16 @@ class TritonServer:
             self.proc.kill()
             self.proc.wait(timeout=10)
 
-    def __enter__(self) -> "TritonServer":
+    def __enter__(self) -> TritonServer:
         return self.start()
 
     def __exit__(self, *exc) -> None:
         self.stop()
 
 
-def build_repository(dest: Path, models: dict[str, Path],
-                     overrides: dict[str, dict[str, str]] | None = None) -> Path:
+def build_repository(
+    dest: Path, models: dict[str, Path], overrides: dict[str, dict[str, str]] | None = None
+) -> Path:
     """Copy model directories into `dest` (name -> source dir), optionally renaming a
     model and overriding `parameters` entries in its config.pbtxt."""
     from .pbtxt import set_model_name, set_parameters

@@ -8,6 +8,7 @@ deterministic: token i of a request is (sum(prompt) + 7 * i) % 997 + 3.
 Test hooks (not part of TensorRT-LLM): `fail_next_iteration(msg)` makes the next
 iteration fail every active request with `msg`, as a forward-pass failure does.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -33,9 +34,9 @@ class SimRequest:
     beam_width: int = 1
     client_id: Optional[int] = None
     generated: list[int] = field(default_factory=list)
-    sent: int = 0                 # tokens already delivered (streaming)
+    sent: int = 0  # tokens already delivered (streaming)
     blocks: int = 0
-    started: bool = False         # context phase done
+    started: bool = False  # context phase done
     cancel: bool = False
 
 
@@ -45,15 +46,26 @@ class SimResponse:
     client_id: Optional[int]
     tokens: list[int]
     is_final: bool
-    finish_reason: str            # "NOT_FINISHED", "END_ID", "LENGTH", "CANCELLED"
+    finish_reason: str  # "NOT_FINISHED", "END_ID", "LENGTH", "CANCELLED"
     error: Optional[str] = None
 
 
 class SimEngine:
-    def __init__(self, *, total_blocks: int, tokens_per_block: int, max_batch_size: int,
-                 max_num_tokens: int, policy: str, max_input_len: int, max_seq_len: int,
-                 chunked: bool, stats_max: int, emit: Callable[[SimResponse], None],
-                 iter_time_s: float = 0.002) -> None:
+    def __init__(
+        self,
+        *,
+        total_blocks: int,
+        tokens_per_block: int,
+        max_batch_size: int,
+        max_num_tokens: int,
+        policy: str,
+        max_input_len: int,
+        max_seq_len: int,
+        chunked: bool,
+        stats_max: int,
+        emit: Callable[[SimResponse], None],
+        iter_time_s: float = 0.002,
+    ) -> None:
         self.total_blocks = total_blocks
         self.tokens_per_block = tokens_per_block
         self.max_batch_size = max_batch_size
@@ -79,21 +91,42 @@ class SimEngine:
         self._thread.start()
 
     # ---- called from user threads ------------------------------------------------
-    def enqueue(self, prompt: list[int], max_tokens: int, streaming: bool, end_id: Optional[int],
-                beam_width: int = 1, client_id: Optional[int] = None) -> int:
+    def enqueue(
+        self,
+        prompt: list[int],
+        max_tokens: int,
+        streaming: bool,
+        end_id: Optional[int],
+        beam_width: int = 1,
+        client_id: Optional[int] = None,
+    ) -> int:
         with self._lock:
             if self._stop:
-                raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: Shutdown called, "
-                                   "cannot enqueue requests")
+                raise RuntimeError(
+                    "[TensorRT-LLM][ERROR] Assertion failed: Shutdown called, "
+                    "cannot enqueue requests"
+                )
             rid = self._next_id
             self._next_id += 1
-            req = SimRequest(rid, list(prompt), max_tokens, streaming, end_id, beam_width, client_id)
+            req = SimRequest(
+                rid, list(prompt), max_tokens, streaming, end_id, beam_width, client_id
+            )
             if len(prompt) > self.max_input_len or len(prompt) + max_tokens > self.max_seq_len:
                 # The real executor rejects such a request with an error response.
-                self.emit(SimResponse(rid, client_id, [], True, "NOT_FINISHED", (
-                    f"[TensorRT-LLM][ERROR] Assertion failed: Prompt length ({len(prompt)}) "
-                    f"+ max new tokens ({max_tokens}) exceeds max_seq_len ({self.max_seq_len}) "
-                    f"or max_input_len ({self.max_input_len})")))
+                self.emit(
+                    SimResponse(
+                        rid,
+                        client_id,
+                        [],
+                        True,
+                        "NOT_FINISHED",
+                        (
+                            f"[TensorRT-LLM][ERROR] Assertion failed: Prompt length ({len(prompt)}) "
+                            f"+ max new tokens ({max_tokens}) exceeds max_seq_len ({self.max_seq_len}) "
+                            f"or max_input_len ({self.max_input_len})"
+                        ),
+                    )
+                )
                 return rid
             self.by_id[rid] = req
             self.waiting.append(req)
@@ -155,8 +188,11 @@ class SimEngine:
         paused = 0
         while self.waiting and len(self.active) < self.max_batch_size:
             req = self.waiting[0]
-            need = (len(req.prompt) + req.max_tokens if self.policy == "GUARANTEED_NO_EVICT"
-                    else len(req.prompt) + len(req.generated) + 1)
+            need = (
+                len(req.prompt) + req.max_tokens
+                if self.policy == "GUARANTEED_NO_EVICT"
+                else len(req.prompt) + len(req.generated) + 1
+            )
             nb = self._blocks_for(need)
             if nb > self.free_blocks:
                 break
@@ -172,7 +208,7 @@ class SimEngine:
                 want = self._blocks_for(len(req.prompt) + len(req.generated) + 1)
                 while want > req.blocks:
                     if self.free_blocks == 0:
-                        victim = self.active[-1]   # pause the newest request
+                        victim = self.active[-1]  # pause the newest request
                         self.active.remove(victim)
                         self.free_blocks += victim.blocks
                         victim.blocks = 0
@@ -195,36 +231,53 @@ class SimEngine:
                 self._finish(req, "LENGTH")
                 completed += 1
             elif req.streaming:
-                self.emit(SimResponse(req.id, req.client_id, req.generated[req.sent:], False,
-                                      "NOT_FINISHED"))
+                self.emit(
+                    SimResponse(
+                        req.id, req.client_id, req.generated[req.sent :], False, "NOT_FINISHED"
+                    )
+                )
                 req.sent = len(req.generated)
         self.iter += 1
         self.completed_total += completed
         used = self.total_blocks - self.free_blocks
         latency_ms = (time.perf_counter() - t0) * 1000.0 + self.iter_time_s * 1000.0
-        self.stats.append({
-            "timestamp": datetime.datetime.now().strftime("%m-%d-%Y %H:%M:%S.%f"),
-            "iter": self.iter,
-            "iterLatencyMS": latency_ms,
-            "newActiveRequestsQueueLatencyMS": 0.0,
-            "numNewActiveRequests": len(ctx_reqs),
-            "numActiveRequests": len(self.active),
-            "numQueuedRequests": len(self.waiting),
-            "numCompletedRequests": completed,
-            "maxNumActiveRequests": self.max_batch_size,
-            "gpuMemUsage": 1 << 30, "cpuMemUsage": 1 << 20, "pinnedMemUsage": 0,
-            "kvCacheStats": {
-                "maxNumBlocks": self.total_blocks, "freeNumBlocks": self.free_blocks,
-                "usedNumBlocks": used, "tokensPerBlock": self.tokens_per_block,
-                "allocTotalBlocks": used, "allocNewBlocks": 0, "reusedBlocks": 0,
-                "missedBlocks": 0, "cacheHitRate": 0.0},
-            "staticBatchingStats": None,
-            "inflightBatchingStats": {
-                "numScheduledRequests": len(ctx_reqs) + len(gen_reqs),
-                "numContextRequests": len(ctx_reqs), "numGenRequests": len(gen_reqs),
-                "numPausedRequests": paused, "numCtxTokens": ctx_tokens,
-                "microBatchId": 0, "avgNumDecodedTokensPerIter": 1.0},
-        })
+        self.stats.append(
+            {
+                "timestamp": datetime.datetime.now().strftime("%m-%d-%Y %H:%M:%S.%f"),
+                "iter": self.iter,
+                "iterLatencyMS": latency_ms,
+                "newActiveRequestsQueueLatencyMS": 0.0,
+                "numNewActiveRequests": len(ctx_reqs),
+                "numActiveRequests": len(self.active),
+                "numQueuedRequests": len(self.waiting),
+                "numCompletedRequests": completed,
+                "maxNumActiveRequests": self.max_batch_size,
+                "gpuMemUsage": 1 << 30,
+                "cpuMemUsage": 1 << 20,
+                "pinnedMemUsage": 0,
+                "kvCacheStats": {
+                    "maxNumBlocks": self.total_blocks,
+                    "freeNumBlocks": self.free_blocks,
+                    "usedNumBlocks": used,
+                    "tokensPerBlock": self.tokens_per_block,
+                    "allocTotalBlocks": used,
+                    "allocNewBlocks": 0,
+                    "reusedBlocks": 0,
+                    "missedBlocks": 0,
+                    "cacheHitRate": 0.0,
+                },
+                "staticBatchingStats": None,
+                "inflightBatchingStats": {
+                    "numScheduledRequests": len(ctx_reqs) + len(gen_reqs),
+                    "numContextRequests": len(ctx_reqs),
+                    "numGenRequests": len(gen_reqs),
+                    "numPausedRequests": paused,
+                    "numCtxTokens": ctx_tokens,
+                    "microBatchId": 0,
+                    "avgNumDecodedTokensPerIter": 1.0,
+                },
+            }
+        )
 
     def _finish(self, req: SimRequest, reason: str, error: Optional[str] = None) -> None:
         if req in self.active:
@@ -234,5 +287,5 @@ class SimEngine:
         self.free_blocks += req.blocks
         req.blocks = 0
         self.by_id.pop(req.id, None)
-        tokens = req.generated[req.sent:] if req.streaming else list(req.generated)
+        tokens = req.generated[req.sent :] if req.streaming else list(req.generated)
         self.emit(SimResponse(req.id, req.client_id, [] if error else tokens, True, reason, error))

@@ -4,6 +4,7 @@ pad_id (defaults to end_id), max_tokens=32, n=1, best_of=None, use_beam_search=F
 top_k, top_p, seed, temperature, min_tokens, repetition_penalty, presence_penalty,
 frequency_penalty, detokenize=True, ...; `_validate` rejects best_of < n and greedy
 decoding with best_of > 1."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -41,10 +42,11 @@ class SamplingParams:
         self.best_of = self.best_of or self.n
         if self.best_of < self.n:
             raise ValueError(f"best_of ({self.best_of}) cannot be less than n ({self.n})")
-        greedy = (not self.use_beam_search and self.top_k in (None, 1)
-                  and self.top_p in (None, 0.0))
+        greedy = not self.use_beam_search and self.top_k in (None, 1) and self.top_p in (None, 0.0)
         if self.best_of > 1 and greedy:
-            raise ValueError("Greedy decoding in the LLM API does not allow multiple returns. "
-                             f"Please set to best_of=1, got best_of={self.best_of}.")
+            raise ValueError(
+                "Greedy decoding in the LLM API does not allow multiple returns. "
+                f"Please set to best_of=1, got best_of={self.best_of}."
+            )
         if not isinstance(self.max_tokens, int) or isinstance(self.max_tokens, bool):
             raise TypeError(f"max_tokens must be int, got {type(self.max_tokens).__name__}")

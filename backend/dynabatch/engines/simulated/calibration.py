@@ -4,6 +4,7 @@
 prediction; `fit_profile()` refits c0, eta_c and p (eta_bw fixed, see profiles.py)
 by Nelder-Mead on squared log error. The fitted values are committed in profiles.py.
 """
+
 from __future__ import annotations
 
 import math
@@ -16,8 +17,9 @@ TOLERANCE = 0.15  # every figure must be within +-15 %
 
 # TensorRT-LLM's published static-batch figure (DESIGN §5): LLaMA-7B FP16 on A100,
 # batch 60, 128 in / 2048 out -> 1,928 output tokens/s (~31 ms per step).
-STATIC_BATCH = dict(profile="llama-2-7b-a100-80gb", batch=60, prompt_len=128,
-                    output_len=2048, tokens_per_s=1928.0)
+STATIC_BATCH = dict(
+    profile="llama-2-7b-a100-80gb", batch=60, prompt_len=128, output_len=2048, tokens_per_s=1928.0
+)
 
 
 @dataclass(frozen=True)
@@ -42,19 +44,41 @@ def calibration_rows() -> list[CalibrationRow]:
     for prof in PROFILES.values():
         model = LatencyModel(prof)
         for tokens, ms in prof.published_ms:
-            rows.append(CalibrationRow(prof.name, f"linear layers, {tokens} tokens/step",
-                                       model.linear_s(tokens) * 1e3, ms, "ms", prof.source))
+            rows.append(
+                CalibrationRow(
+                    prof.name,
+                    f"linear layers, {tokens} tokens/step",
+                    model.linear_s(tokens) * 1e3,
+                    ms,
+                    "ms",
+                    prof.source,
+                )
+            )
     sb = STATIC_BATCH
     model = LatencyModel(get_profile(sb["profile"]))
     total_s = model.static_batch_s(sb["batch"], sb["prompt_len"], sb["output_len"])
     tokens_per_s = sb["batch"] * sb["output_len"] / total_s
-    rows.append(CalibrationRow(
-        sb["profile"], f"whole run, static batch {sb['batch']}, {sb['prompt_len']} in / "
-        f"{sb['output_len']} out", tokens_per_s, sb["tokens_per_s"], "output tok/s",
-        "TensorRT-LLM published performance (LLaMA-7B FP16, A100)"))
-    rows.append(CalibrationRow(
-        sb["profile"], "same run, mean step time", total_s / sb["output_len"] * 1e3,
-        sb["batch"] / sb["tokens_per_s"] * 1e3, "ms", "derived from the line above"))
+    rows.append(
+        CalibrationRow(
+            sb["profile"],
+            f"whole run, static batch {sb['batch']}, {sb['prompt_len']} in / "
+            f"{sb['output_len']} out",
+            tokens_per_s,
+            sb["tokens_per_s"],
+            "output tok/s",
+            "TensorRT-LLM published performance (LLaMA-7B FP16, A100)",
+        )
+    )
+    rows.append(
+        CalibrationRow(
+            sb["profile"],
+            "same run, mean step time",
+            total_s / sb["output_len"] * 1e3,
+            sb["batch"] / sb["tokens_per_s"] * 1e3,
+            "ms",
+            "derived from the line above",
+        )
+    )
     return rows
 
 
@@ -63,8 +87,10 @@ def format_table(rows: list[CalibrationRow]) -> str:
     lines = [head, "-" * len(head)]
     for r in rows:
         flag = "" if abs(r.rel_error) <= TOLERANCE else "  OUT OF TOLERANCE"
-        lines.append(f"{r.profile:<28} {r.figure:<50} {r.predicted:>10.2f} {r.published:>10.2f} "
-                     f"{r.rel_error:>+7.1%}  {r.unit}{flag}")
+        lines.append(
+            f"{r.profile:<28} {r.figure:<50} {r.predicted:>10.2f} {r.published:>10.2f} "
+            f"{r.rel_error:>+7.1%}  {r.unit}{flag}"
+        )
     worst = max(abs(r.rel_error) for r in rows)
     lines.append(f"{len(rows)} figures, worst |error| {worst:.1%} (tolerance {TOLERANCE:.0%})")
     return "\n".join(lines)
@@ -80,8 +106,9 @@ def _loss(profile: Profile, x: list[float]) -> float:
 
 
 def _nelder_mead(f, x0: list[float], step: list[float], iters: int = 2000) -> list[float]:
-    pts = [list(x0)] + [[x + (s if i == j else 0.0) for j, x in enumerate(x0)]
-                        for i, s in enumerate(step)]
+    pts = [list(x0)] + [
+        [x + (s if i == j else 0.0) for j, x in enumerate(x0)] for i, s in enumerate(step)
+    ]
     vals = [f(p) for p in pts]
     for _ in range(iters):
         order = sorted(range(len(pts)), key=vals.__getitem__)
@@ -119,4 +146,6 @@ def fit_profile(profile: Profile) -> Profile:
         if loss < best_loss:
             best, best_loss = x, loss
     c0_ms, eta_c, p = best
-    return with_constants(profile, c0_s=round(c0_ms, 4) * 1e-3, eta_c=round(eta_c, 4), p=round(p, 3))
+    return with_constants(
+        profile, c0_s=round(c0_ms, 4) * 1e-3, eta_c=round(eta_c, 4), p=round(p, 3)
+    )

@@ -1,4 +1,5 @@
 """CLI: `dynabatch profiles` and `dynabatch calibrate`."""
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,11 @@ def register(sub: argparse._SubParsersAction) -> None:
 
     c = sub.add_parser("calibrate", help="compare profiles with published step-time figures")
     c.add_argument("--json", metavar="PATH", help="write the rows as JSON")
-    c.add_argument("--fit", action="store_true",
-                   help="refit c0, eta_c, p to the published figures and print them")
+    c.add_argument(
+        "--fit",
+        action="store_true",
+        help="refit c0, eta_c, p to the published figures and print them",
+    )
     c.set_defaults(func=cmd_calibrate)
 
 
@@ -29,15 +33,30 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     for prof in PROFILES.values():
         blocks = prof.kv_blocks(args.tokens_per_block, args.kv_fraction)
         lat = LatencyModel(prof)
-        rows.append(dict(name=prof.name, gpu=prof.gpu.name, model=prof.model.name, tp=prof.tp,
-                         kv_blocks=blocks, kv_tokens=blocks * args.tokens_per_block,
-                         decode_step_ms_1=lat.step_s(1, 1024) * 1e3, source=prof.source))
-    print(f"{'profile':<28} {'gpu':<16} {'model':<12} {'tp':>2} {'kv blocks':>10} {'kv tokens':>10} "
-          f"{'1-token step (1k ctx) ms':>25}")
+        rows.append(
+            dict(
+                name=prof.name,
+                gpu=prof.gpu.name,
+                model=prof.model.name,
+                tp=prof.tp,
+                kv_blocks=blocks,
+                kv_tokens=blocks * args.tokens_per_block,
+                decode_step_ms_1=lat.step_s(1, 1024) * 1e3,
+                source=prof.source,
+            )
+        )
+    print(
+        f"{'profile':<28} {'gpu':<16} {'model':<12} {'tp':>2} {'kv blocks':>10} {'kv tokens':>10} "
+        f"{'1-token step (1k ctx) ms':>25}"
+    )
     for r in rows:
-        print(f"{r['name']:<28} {r['gpu']:<16} {r['model']:<12} {r['tp']:>2} {r['kv_blocks']:>10} "
-              f"{r['kv_tokens']:>10} {r['decode_step_ms_1']:>25.2f}")
-    print(f"(tokens_per_block={args.tokens_per_block}, kv_cache_free_gpu_mem_fraction={args.kv_fraction})")
+        print(
+            f"{r['name']:<28} {r['gpu']:<16} {r['model']:<12} {r['tp']:>2} {r['kv_blocks']:>10} "
+            f"{r['kv_tokens']:>10} {r['decode_step_ms_1']:>25.2f}"
+        )
+    print(
+        f"(tokens_per_block={args.tokens_per_block}, kv_cache_free_gpu_mem_fraction={args.kv_fraction})"
+    )
     if args.json:
         Path(args.json).write_text(json.dumps(rows, indent=2) + "\n")
     return 0
@@ -48,12 +67,16 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
         for prof in PROFILES.values():
             if prof.published_ms:
                 f = fit_profile(prof)
-                print(f"{prof.name:<28} c0_s={f.c0_s * 1e3:.4f}e-3, eta_c={f.eta_c}, p={f.p}  "
-                      f"(eta_bw fixed at {f.eta_bw})")
+                print(
+                    f"{prof.name:<28} c0_s={f.c0_s * 1e3:.4f}e-3, eta_c={f.eta_c}, p={f.p}  "
+                    f"(eta_bw fixed at {f.eta_bw})"
+                )
         print()
     rows = calibration_rows()
     print(format_table(rows))
     if args.json:
-        Path(args.json).write_text(json.dumps({"tolerance": TOLERANCE, "rows": [r.as_dict() for r in rows]},
-                                              indent=2) + "\n")
+        Path(args.json).write_text(
+            json.dumps({"tolerance": TOLERANCE, "rows": [r.as_dict() for r in rows]}, indent=2)
+            + "\n"
+        )
     return 0 if all(abs(r.rel_error) <= TOLERANCE for r in rows) else 1

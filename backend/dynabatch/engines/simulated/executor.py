@@ -12,12 +12,12 @@ rest. A request stopped by `end_id` includes that token as its last one.
 Faults: a "raise" fault fails every request the engine holds (final ERROR event,
 blocks freed) and raises EngineError; the engine is then empty and usable again.
 """
+
 from __future__ import annotations
 
 import threading
 import time
 from collections import deque
-from typing import Optional
 
 from ...types import FinishReason, GenerationRequest, IterationStats, TokenEvent
 from ..base import EngineError, KvCapacity
@@ -29,16 +29,25 @@ from .tokens import first_position_of, token_base, tokens_range
 
 
 class SimulatedExecutor:
-    def __init__(self, profile: "Profile | str", *, max_batch_size: int, max_num_tokens: int = 8192,
-                 tokens_per_block: int = 64, capacity_policy: str = "max_utilization",
-                 kv_cache_free_gpu_mem_fraction: float = 0.9,
-                 max_tokens_in_paged_kv_cache: Optional[int] = None,
-                 enable_chunked_context: bool = True, seed: int = 0) -> None:
+    def __init__(
+        self,
+        profile: Profile | str,
+        *,
+        max_batch_size: int,
+        max_num_tokens: int = 8192,
+        tokens_per_block: int = 64,
+        capacity_policy: str = "max_utilization",
+        kv_cache_free_gpu_mem_fraction: float = 0.9,
+        max_tokens_in_paged_kv_cache: int | None = None,
+        enable_chunked_context: bool = True,
+        seed: int = 0,
+    ) -> None:
         self.profile = get_profile(profile)
         if not 0.0 < kv_cache_free_gpu_mem_fraction <= 1.0:
             raise ValueError("kv_cache_free_gpu_mem_fraction must be in (0, 1]")
-        total = self.profile.kv_blocks(tokens_per_block, kv_cache_free_gpu_mem_fraction,
-                                       max_tokens_in_paged_kv_cache)
+        total = self.profile.kv_blocks(
+            tokens_per_block, kv_cache_free_gpu_mem_fraction, max_tokens_in_paged_kv_cache
+        )
         if total < 1:
             raise ValueError(f"profile {self.profile.name}: no GPU memory left for the KV cache")
         self.max_batch_size = max_batch_size
@@ -48,24 +57,28 @@ class SimulatedExecutor:
         self.seed = seed
         self.latency = LatencyModel(self.profile)
         self.blocks = BlockManager(total, tokens_per_block)
-        self.sched = Scheduler(self.blocks, max_batch_size=max_batch_size,
-                               max_num_tokens=max_num_tokens, policy=capacity_policy,
-                               chunked_context=enable_chunked_context)
+        self.sched = Scheduler(
+            self.blocks,
+            max_batch_size=max_batch_size,
+            max_num_tokens=max_num_tokens,
+            policy=capacity_policy,
+            chunked_context=enable_chunked_context,
+        )
         self._vocab = self.profile.model.vocab_size
-        self._seqs: dict[int, Seq] = {}          # stepping thread only
-        self._live: set[int] = set()              # ids in flight, for submit's duplicate check
+        self._seqs: dict[int, Seq] = {}  # stepping thread only
+        self._live: set[int] = set()  # ids in flight, for submit's duplicate check
         self._live_lock = threading.Lock()
         self._inbox: deque = deque()
         self._cond = threading.Condition()
         self._events: list[TokenEvent] = []
         self._stats: list[IterationStats] = []
-        self._error: Optional[str] = None         # real time: raised by the next poll_events
-        self._fault: Optional[list] = None        # [kind, iterations left, stall_s, message]
+        self._error: str | None = None  # real time: raised by the next poll_events
+        self._fault: list | None = None  # [kind, iterations left, stall_s, message]
         self._now = 0.0
         self._iter = 0
         self._recomputed = 0
         self._closed = False
-        self._driver = None                       # realtime.RealtimeDriver once started
+        self._driver = None  # realtime.RealtimeDriver once started
         self.time_scale = 1.0
 
     # ---- Engine protocol (any thread) -------------------------------------------------
@@ -86,7 +99,12 @@ class SimulatedExecutor:
 
     def poll_events(self, timeout: float = 0.0) -> list[TokenEvent]:
         with self._cond:
-            if self._driver is not None and timeout > 0 and not self._events and self._error is None:
+            if (
+                self._driver is not None
+                and timeout > 0
+                and not self._events
+                and self._error is None
+            ):
                 deadline = time.monotonic() + timeout
                 while not self._events and self._error is None and not self._closed:
                     left = deadline - time.monotonic()
@@ -125,7 +143,7 @@ class SimulatedExecutor:
     def has_work(self) -> bool:
         return bool(self._inbox) or len(self.sched) > 0
 
-    def step(self) -> Optional[IterationStats]:
+    def step(self) -> IterationStats | None:
         """Run one iteration and advance the clock by its latency; None if no work."""
         if self._driver is not None:
             raise EngineError("step() drives the virtual clock; this engine runs in real time")
@@ -145,6 +163,7 @@ class SimulatedExecutor:
     # ---- real time ------------------------------------------------------------------------
     def start_realtime(self, time_scale: float = 1.0) -> None:
         from .realtime import RealtimeDriver
+
         if time_scale <= 0:
             raise ValueError("time_scale must be > 0")
         if self._driver is not None:
@@ -155,8 +174,14 @@ class SimulatedExecutor:
         self._driver.start()
 
     # ---- fault injection ------------------------------------------------------------------
-    def inject_fault(self, kind: str, *, after_iterations: int = 0, stall_s: float = 0.0,
-                     message: str = "injected engine fault") -> None:
+    def inject_fault(
+        self,
+        kind: str,
+        *,
+        after_iterations: int = 0,
+        stall_s: float = 0.0,
+        message: str = "injected engine fault",
+    ) -> None:
         """'raise': iteration number after_iterations+1 from now raises EngineError;
         'stall': that iteration takes stall_s longer (real time: it sleeps)."""
         if kind not in ("raise", "stall"):
@@ -174,11 +199,15 @@ class SimulatedExecutor:
         if req.prompt_len < 1 or req.max_new_tokens < 1:
             raise EngineError("a request needs at least one prompt token and max_new_tokens >= 1")
         if req.prompt_len + req.max_new_tokens > cap.total_tokens:
-            raise EngineError(f"prompt + max_new_tokens = {req.prompt_len + req.max_new_tokens} "
-                              f"tokens exceeds the KV cache ({cap.total_tokens} tokens)")
+            raise EngineError(
+                f"prompt + max_new_tokens = {req.prompt_len + req.max_new_tokens} "
+                f"tokens exceeds the KV cache ({cap.total_tokens} tokens)"
+            )
         if not self.sched.chunked and req.prompt_len > self.max_num_tokens:
-            raise EngineError(f"prompt of {req.prompt_len} tokens exceeds max_num_tokens "
-                              f"({self.max_num_tokens}) and chunked context is off")
+            raise EngineError(
+                f"prompt of {req.prompt_len} tokens exceeds max_num_tokens "
+                f"({self.max_num_tokens}) and chunked context is off"
+            )
         base = token_base(self.seed, req.request_id)
         stop_len, reason = req.max_new_tokens, FinishReason.LENGTH
         if req.true_output_len is not None and max(1, req.true_output_len) < stop_len:
@@ -203,9 +232,13 @@ class SimulatedExecutor:
             self.sched.remove(seq)
             self._final(seq, FinishReason.CANCELLED, None, self.now())
 
-    def _final(self, seq: Seq, reason: FinishReason, error: Optional[str], t: float) -> None:
+    def _final(self, seq: Seq, reason: FinishReason, error: str | None, t: float) -> None:
         """Emit a request's last event now (cancel, error) with its undelivered tokens."""
-        tokens = tokens_range(seq.token_base, seq.emitted, seq.generated, self._vocab) if error is None else []
+        tokens = (
+            tokens_range(seq.token_base, seq.emitted, seq.generated, self._vocab)
+            if error is None
+            else []
+        )
         seq.emitted = seq.generated
         with self._live_lock:
             self._live.discard(seq.rid)
@@ -268,11 +301,19 @@ class SimulatedExecutor:
         for s in produced:
             if s.generated >= s.stop_len:
                 finished.append(s)
-                events.append(TokenEvent(s.rid, tokens_range(s.token_base, s.emitted, s.generated, vocab),
-                                         True, s.stop_reason))
+                events.append(
+                    TokenEvent(
+                        s.rid,
+                        tokens_range(s.token_base, s.emitted, s.generated, vocab),
+                        True,
+                        s.stop_reason,
+                    )
+                )
                 s.emitted = s.generated
             elif s.streaming or not s.emitted:
-                events.append(TokenEvent(s.rid, tokens_range(s.token_base, s.emitted, s.generated, vocab)))
+                events.append(
+                    TokenEvent(s.rid, tokens_range(s.token_base, s.emitted, s.generated, vocab))
+                )
                 s.emitted = s.generated
         if finished:
             self.sched.drop_finished(finished)
@@ -283,15 +324,26 @@ class SimulatedExecutor:
         self._iter += 1
         sched, bm = self.sched, self.blocks
         stats = IterationStats(
-            iter=self._iter, timestamp=0.0, iter_latency_ms=latency * 1e3,
+            iter=self._iter,
+            timestamp=0.0,
+            iter_latency_ms=latency * 1e3,
             num_active_requests=len(sched.running) + len(sched.paused),
-            num_queued_requests=len(sched.waiting), num_completed_requests=len(finished),
-            max_num_active_requests=self.max_batch_size, max_num_blocks=bm.total_blocks,
-            free_num_blocks=bm.free_blocks, used_num_blocks=bm.total_blocks - bm.free_blocks,
-            tokens_per_block=bm.tokens_per_block, num_scheduled_requests=len(ctx) + len(gen),
-            num_context_requests=len(ctx), num_gen_requests=len(gen),
-            num_paused_requests=len(sched.paused), num_ctx_tokens=ctx_tokens,
-            num_gen_tokens=len(gen), num_new_pauses=pauses, total_recomputed_tokens=self._recomputed)
+            num_queued_requests=len(sched.waiting),
+            num_completed_requests=len(finished),
+            max_num_active_requests=self.max_batch_size,
+            max_num_blocks=bm.total_blocks,
+            free_num_blocks=bm.free_blocks,
+            used_num_blocks=bm.total_blocks - bm.free_blocks,
+            tokens_per_block=bm.tokens_per_block,
+            num_scheduled_requests=len(ctx) + len(gen),
+            num_context_requests=len(ctx),
+            num_gen_requests=len(gen),
+            num_paused_requests=len(sched.paused),
+            num_ctx_tokens=ctx_tokens,
+            num_gen_tokens=len(gen),
+            num_new_pauses=pauses,
+            total_recomputed_tokens=self._recomputed,
+        )
         return latency, events, stats
 
     def _publish(self, t: float, events: list[TokenEvent], stats: IterationStats) -> None:

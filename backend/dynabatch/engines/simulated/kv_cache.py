@@ -3,6 +3,7 @@
 The simulator needs how many blocks each request holds, not which ones (there is no
 prefix reuse), so a block is a count. Invariant: used + free == total, always.
 """
+
 from __future__ import annotations
 
 
@@ -50,5 +51,9 @@ class BlockManager:
         """Raise AssertionError when the books do not balance (tests call this)."""
         held = sum(self._held.values())
         assert 0 <= self.free_blocks <= self.total_blocks, (self.free_blocks, self.total_blocks)
-        assert held + self.free_blocks == self.total_blocks, (held, self.free_blocks, self.total_blocks)
+        assert held + self.free_blocks == self.total_blocks, (
+            held,
+            self.free_blocks,
+            self.total_blocks,
+        )
         assert all(n > 0 for n in self._held.values()), self._held

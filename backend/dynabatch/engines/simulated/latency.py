@@ -11,6 +11,7 @@ FLOPs. Attention reads every cached token of every request in the step once
 pair, and a chunk of c new tokens after `past` cached ones has c*(past + c/2) pairs
 (`attn_units`). With tensor parallelism each GPU holds 1/tp of weights, KV and FLOPs.
 """
+
 from __future__ import annotations
 
 from .profiles import Profile
@@ -27,7 +28,7 @@ class LatencyModel:
         self.kv_s_per_token = m.kv_bytes_per_token / tp / (pr.eta_bw * g.hbm_bw)
         self.attn_s_per_unit = 4.0 * m.layers * m.hidden / tp / (pr.eta_c * g.peak_flops)
         self.p = pr.p
-        self._mem_p = self.mem_s ** pr.p
+        self._mem_p = self.mem_s**pr.p
         self._inv_p = 1.0 / pr.p
 
     def linear_s(self, num_tokens: int) -> float:
@@ -36,12 +37,17 @@ class LatencyModel:
             return 0.0
         return (self._mem_p + (self.flop_s_per_token * num_tokens) ** self.p) ** self._inv_p
 
-    def step_s(self, num_tokens: int, kv_read_tokens: float = 0.0, attn_units: float = 0.0) -> float:
+    def step_s(
+        self, num_tokens: int, kv_read_tokens: float = 0.0, attn_units: float = 0.0
+    ) -> float:
         """Whole iteration: linear layers + attention (KV read, prefill attention FLOPs)."""
         if self.zero or num_tokens <= 0:
             return 0.0
-        return (self.linear_s(num_tokens) + kv_read_tokens * self.kv_s_per_token
-                + attn_units * self.attn_s_per_unit)
+        return (
+            self.linear_s(num_tokens)
+            + kv_read_tokens * self.kv_s_per_token
+            + attn_units * self.attn_s_per_unit
+        )
 
     def static_batch_s(self, batch: int, prompt_len: int, output_len: int) -> float:
         """A static batch run end to end: one prefill step, then output_len - 1 decode

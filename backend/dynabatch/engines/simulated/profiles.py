@@ -18,10 +18,10 @@ Sources
   figures (Llama-3-8B/H100, Llama-2-13B/A100-40GB) take the fitted efficiencies of the
   same GPU's Llama-2-7B profile and scale c0 by layer count; that is stated per profile.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
-from typing import Optional
 
 GIB = 1 << 30
 
@@ -29,18 +29,18 @@ GIB = 1 << 30
 @dataclass(frozen=True)
 class Gpu:
     name: str
-    mem_bytes: int        # HBM per GPU
-    hbm_bw: float         # bytes/s
-    peak_flops: float     # dense FP16 tensor FLOP/s
+    mem_bytes: int  # HBM per GPU
+    hbm_bw: float  # bytes/s
+    peak_flops: float  # dense FP16 tensor FLOP/s
 
 
 @dataclass(frozen=True)
 class Model:
     name: str
-    params: float             # all parameters
-    matmul_params: float      # parameters used in matmuls (all but the input embedding)
-    weight_bytes: float       # fp16 weights
-    kv_bytes_per_token: int   # fp16 K+V, all layers, whole model
+    params: float  # all parameters
+    matmul_params: float  # parameters used in matmuls (all but the input embedding)
+    weight_bytes: float  # fp16 weights
+    kv_bytes_per_token: int  # fp16 K+V, all layers, whole model
     layers: int
     hidden: int
     vocab_size: int
@@ -63,13 +63,16 @@ class Profile:
     source: str = ""
     notes: str = field(default="", compare=False)
 
-    def kv_blocks(self, tokens_per_block: int, free_fraction: float = 0.9,
-                  max_tokens: Optional[int] = None) -> int:
+    def kv_blocks(
+        self, tokens_per_block: int, free_fraction: float = 0.9, max_tokens: int | None = None
+    ) -> int:
         """KV cache size in blocks: given directly (`max_tokens`) or derived from memory
         left after the weights, as TensorRT-LLM's kv_cache_free_gpu_mem_fraction does."""
         if max_tokens:
             return max(1, max_tokens // tokens_per_block)
-        free_per_gpu = self.gpu.mem_bytes - self.model.weight_bytes / self.tp - self.runtime_reserve_bytes
+        free_per_gpu = (
+            self.gpu.mem_bytes - self.model.weight_bytes / self.tp - self.runtime_reserve_bytes
+        )
         kv_bytes = max(0.0, free_per_gpu) * free_fraction * self.tp
         return int(kv_bytes // (self.model.kv_bytes_per_token * tokens_per_block))
 
@@ -93,42 +96,98 @@ def _pub(*ms: float) -> tuple[tuple[int, float], ...]:
 
 # Fitted constants: output of `dynabatch calibrate --fit` (eta_bw fixed at 0.80).
 _PROFILES = [
-    Profile("llama-2-7b-a100-80gb", A100_80GB, LLAMA2_7B,
-            c0_s=1.1794e-3, eta_c=0.6567, p=2.604,
-            published_ms=_pub(9.28, 9.70, 17.8, 67.9, 258), source=_VIDUR),
-    Profile("llama-2-7b-h100", H100, LLAMA2_7B,
-            c0_s=0.6045e-3, eta_c=0.6911, p=1.362,
-            published_ms=_pub(5.60, 5.86, 9.15, 21.0, 83.5), source=_VIDUR),
-    Profile("llama-3-8b-a100-80gb", A100_80GB, LLAMA3_8B,
-            c0_s=0.6978e-3, eta_c=0.6983, p=2.005,
-            published_ms=_pub(9.70, 11.2, 19.5, 75.1, 274), source=_VIDUR),
-    Profile("llama-3-8b-h100", H100, LLAMA3_8B,
-            c0_s=0.6045e-3, eta_c=0.6911, p=1.362,
-            source="no published figure: Llama-2-7B/H100 constants (same GPU, same layer count)"),
-    Profile("llama-2-13b-a100-40gb", A100_40GB, LLAMA2_13B,
-            c0_s=1.1794e-3 * 40 / 32, eta_c=0.6567, p=2.604,
-            source="no published figure: Llama-2-7B/A100 constants, c0 scaled by layers (40/32)",
-            notes="memory-constrained: ~26 GB of weights on a 40 GB GPU"),
-    Profile("llama-2-70b-tp4-a100-80gb", A100_80GB, LLAMA2_70B, tp=4,
-            c0_s=3.4560e-3, eta_c=0.6632, p=1.797,
-            published_ms=_pub(24.9, 26.8, 51.0, 184, 641), source=_VIDUR + ", TP4"),
-    Profile("llama-2-70b-tp4-h100", H100, LLAMA2_70B, tp=4,
-            c0_s=1.7967e-3, eta_c=0.6126, p=2.358,
-            published_ms=_pub(14.3, 15.3, 19.2, 62.1, 223), source=_VIDUR + ", TP4"),
-    Profile("zero-latency", A100_80GB, LLAMA2_7B, zero_latency=True,
-            source="no latency at all: transport and protocol tests (KV as llama-2-7b-a100-80gb)"),
+    Profile(
+        "llama-2-7b-a100-80gb",
+        A100_80GB,
+        LLAMA2_7B,
+        c0_s=1.1794e-3,
+        eta_c=0.6567,
+        p=2.604,
+        published_ms=_pub(9.28, 9.70, 17.8, 67.9, 258),
+        source=_VIDUR,
+    ),
+    Profile(
+        "llama-2-7b-h100",
+        H100,
+        LLAMA2_7B,
+        c0_s=0.6045e-3,
+        eta_c=0.6911,
+        p=1.362,
+        published_ms=_pub(5.60, 5.86, 9.15, 21.0, 83.5),
+        source=_VIDUR,
+    ),
+    Profile(
+        "llama-3-8b-a100-80gb",
+        A100_80GB,
+        LLAMA3_8B,
+        c0_s=0.6978e-3,
+        eta_c=0.6983,
+        p=2.005,
+        published_ms=_pub(9.70, 11.2, 19.5, 75.1, 274),
+        source=_VIDUR,
+    ),
+    Profile(
+        "llama-3-8b-h100",
+        H100,
+        LLAMA3_8B,
+        c0_s=0.6045e-3,
+        eta_c=0.6911,
+        p=1.362,
+        source="no published figure: Llama-2-7B/H100 constants (same GPU, same layer count)",
+    ),
+    Profile(
+        "llama-2-13b-a100-40gb",
+        A100_40GB,
+        LLAMA2_13B,
+        c0_s=1.1794e-3 * 40 / 32,
+        eta_c=0.6567,
+        p=2.604,
+        source="no published figure: Llama-2-7B/A100 constants, c0 scaled by layers (40/32)",
+        notes="memory-constrained: ~26 GB of weights on a 40 GB GPU",
+    ),
+    Profile(
+        "llama-2-70b-tp4-a100-80gb",
+        A100_80GB,
+        LLAMA2_70B,
+        tp=4,
+        c0_s=3.4560e-3,
+        eta_c=0.6632,
+        p=1.797,
+        published_ms=_pub(24.9, 26.8, 51.0, 184, 641),
+        source=_VIDUR + ", TP4",
+    ),
+    Profile(
+        "llama-2-70b-tp4-h100",
+        H100,
+        LLAMA2_70B,
+        tp=4,
+        c0_s=1.7967e-3,
+        eta_c=0.6126,
+        p=2.358,
+        published_ms=_pub(14.3, 15.3, 19.2, 62.1, 223),
+        source=_VIDUR + ", TP4",
+    ),
+    Profile(
+        "zero-latency",
+        A100_80GB,
+        LLAMA2_7B,
+        zero_latency=True,
+        source="no latency at all: transport and protocol tests (KV as llama-2-7b-a100-80gb)",
+    ),
 ]
 
 PROFILES: dict[str, Profile] = {p.name: p for p in _PROFILES}
 DEFAULT_PROFILE = "llama-2-13b-a100-40gb"
 
 
-def get_profile(name_or_profile: "str | Profile") -> Profile:
+def get_profile(name_or_profile: str | Profile) -> Profile:
     if isinstance(name_or_profile, Profile):
         return name_or_profile
     key = str(name_or_profile).strip().lower()
     if key not in PROFILES:
-        raise KeyError(f"unknown simulator profile {name_or_profile!r}; known: {', '.join(PROFILES)}")
+        raise KeyError(
+            f"unknown simulator profile {name_or_profile!r}; known: {', '.join(PROFILES)}"
+        )
     return PROFILES[key]
 
 

@@ -6,6 +6,7 @@ iteration counts towards it (step wall time ~= simulated time x scale). Idle, th
 thread waits on the engine's condition for a submit or cancel; it never spins.
 Errors (injected faults, bugs) are recorded and raised by the next poll_events.
 """
+
 from __future__ import annotations
 
 import logging

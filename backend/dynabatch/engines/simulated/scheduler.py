@@ -16,12 +16,12 @@ Mirrors TensorRT-LLM's two-stage scheduler:
    context a prompt must fit the remaining budget in one piece (a recompute longer
    than max_num_tokens is chunked anyway, or it could never run again).
 """
+
 from __future__ import annotations
 
 from bisect import insort
 from collections import deque
 from operator import attrgetter
-from typing import Optional
 
 from ...types import FinishReason, GenerationRequest
 from .kv_cache import BlockManager
@@ -33,40 +33,67 @@ _ORDER = attrgetter("order")
 class Seq:
     """A request inside the engine. Plain slots: this is the per-iteration hot path."""
 
-    __slots__ = ("rid", "req", "prompt_len", "max_new", "stop_len", "stop_reason", "generated",
-                 "ctx_len", "prefilled", "kv_len", "recompute_mark", "order", "emitted",
-                 "reserve", "token_base", "streaming")
+    __slots__ = (
+        "rid",
+        "req",
+        "prompt_len",
+        "max_new",
+        "stop_len",
+        "stop_reason",
+        "generated",
+        "ctx_len",
+        "prefilled",
+        "kv_len",
+        "recompute_mark",
+        "order",
+        "emitted",
+        "reserve",
+        "token_base",
+        "streaming",
+    )
 
-    def __init__(self, req: GenerationRequest, stop_len: int, stop_reason: FinishReason,
-                 token_base: int) -> None:
+    def __init__(
+        self, req: GenerationRequest, stop_len: int, stop_reason: FinishReason, token_base: int
+    ) -> None:
         self.rid = req.request_id
         self.req = req
         self.prompt_len = req.prompt_len
         self.max_new = req.max_new_tokens
-        self.stop_len = stop_len          # tokens this request will produce in all
-        self.stop_reason = stop_reason    # why it stops there
-        self.generated = 0                # output tokens produced so far
-        self.ctx_len = self.prompt_len    # tokens to prefill (prompt + output after a pause)
-        self.prefilled = 0                # of ctx_len, done
-        self.kv_len = 0                   # tokens whose K/V sit in the cache
-        self.recompute_mark = 0           # tokens computed before the last pause
-        self.order = -1                   # admission order; -1 = never admitted
-        self.emitted = 0                  # output tokens already sent in events
-        self.reserve = 0                  # blocks promised (guaranteed_no_evict)
+        self.stop_len = stop_len  # tokens this request will produce in all
+        self.stop_reason = stop_reason  # why it stops there
+        self.generated = 0  # output tokens produced so far
+        self.ctx_len = self.prompt_len  # tokens to prefill (prompt + output after a pause)
+        self.prefilled = 0  # of ctx_len, done
+        self.kv_len = 0  # tokens whose K/V sit in the cache
+        self.recompute_mark = 0  # tokens computed before the last pause
+        self.order = -1  # admission order; -1 = never admitted
+        self.emitted = 0  # output tokens already sent in events
+        self.reserve = 0  # blocks promised (guaranteed_no_evict)
         self.token_base = token_base
         self.streaming = req.streaming
 
 
 class Scheduler:
-    def __init__(self, blocks: BlockManager, *, max_batch_size: int, max_num_tokens: int,
-                 policy: str = "max_utilization", chunked_context: bool = True) -> None:
+    def __init__(
+        self,
+        blocks: BlockManager,
+        *,
+        max_batch_size: int,
+        max_num_tokens: int,
+        policy: str = "max_utilization",
+        chunked_context: bool = True,
+    ) -> None:
         if policy not in POLICIES:
-            raise ValueError(f"capacity policy must be one of {', '.join(POLICIES)}, got {policy!r}")
+            raise ValueError(
+                f"capacity policy must be one of {', '.join(POLICIES)}, got {policy!r}"
+            )
         if max_batch_size < 1:
             raise ValueError("max_batch_size must be >= 1")
         if max_num_tokens < blocks.tokens_per_block:
-            raise ValueError(f"max_num_tokens ({max_num_tokens}) must be >= tokens_per_block "
-                             f"({blocks.tokens_per_block})")
+            raise ValueError(
+                f"max_num_tokens ({max_num_tokens}) must be >= tokens_per_block "
+                f"({blocks.tokens_per_block})"
+            )
         self.blocks = blocks
         self.max_batch_size = max_batch_size
         self.max_num_tokens = max_num_tokens
@@ -198,7 +225,7 @@ class Scheduler:
         self.reserved -= s.reserve
         s.reserve = 0
 
-    def find(self, request_id: int) -> Optional[Seq]:
+    def find(self, request_id: int) -> Seq | None:
         for group in (self.running, self.paused, self.waiting):
             for s in group:
                 if s.rid == request_id:

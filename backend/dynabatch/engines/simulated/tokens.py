@@ -3,6 +3,7 @@
 The scalar and the vectorised form give the same numbers (a test checks), so streaming
 (one token per event) and non-streaming (many per event) outputs agree.
 """
+
 from __future__ import annotations
 
 import numpy as np

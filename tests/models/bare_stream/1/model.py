@@ -7,25 +7,29 @@ Parameter `mode`:
   per round, like an in-flight batcher with an infinitely fast engine (measured
   ~15-20 % below "inline" on the 2-core dev machine: the thread hand-off costs).
 """
+
 import queue
 import threading
 
 import numpy as np
 import triton_python_backend_utils as pb_utils
 
-
 _FINAL = pb_utils.TRITONSERVER_RESPONSE_COMPLETE_FINAL
 
 
 def _response(i):
-    return pb_utils.InferenceResponse(output_tensors=[
-        pb_utils.Tensor("output_ids", np.array([[i % 32000]], dtype=np.int32)),
-        pb_utils.Tensor("sequence_length", np.array([1], dtype=np.int32))])
+    return pb_utils.InferenceResponse(
+        output_tensors=[
+            pb_utils.Tensor("output_ids", np.array([[i % 32000]], dtype=np.int32)),
+            pb_utils.Tensor("sequence_length", np.array([1], dtype=np.int32)),
+        ]
+    )
 
 
 class TritonPythonModel:
     def initialize(self, args):
         import json
+
         params = json.loads(args["model_config"]).get("parameters", {})
         # "inline": send every response from execute() (no thread hand-off at all).
         self._inline = params.get("mode", {}).get("string_value", "thread") == "inline"

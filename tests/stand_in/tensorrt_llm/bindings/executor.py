@@ -35,6 +35,7 @@ max_input_len, max_seq_len, max_num_tokens, max_beam_width, plugin_config.
 tokens_per_block); the KV pool is `max_tokens` or free_gpu_memory_fraction * 65536
 tokens; `Executor.stand_in_engine` exposes the scheduler for fault injection.
 """
+
 from __future__ import annotations
 
 import datetime
@@ -60,8 +61,11 @@ def _check(func: str, name: str, value: Any, types: tuple, optional: bool = Fals
     if isinstance(value, bool) and bool not in types:
         raise _bad(func, f"'{name}' must be {types[0].__name__}, got bool")
     if not isinstance(value, types):
-        raise _bad(func, f"'{name}' must be {'/'.join(t.__name__ for t in types)}"
-                         f"{' or None' if optional else ''}, got {type(value).__name__}")
+        raise _bad(
+            func,
+            f"'{name}' must be {'/'.join(t.__name__ for t in types)}"
+            f"{' or None' if optional else ''}, got {type(value).__name__}",
+        )
 
 
 def _kwargs(func: str, given: dict, allowed: dict) -> dict:
@@ -105,30 +109,60 @@ class FinishReason(enum.Enum):
 
 
 class SchedulerConfig:
-    def __init__(self, capacity_scheduler_policy: CapacitySchedulerPolicy =
-                 CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
-                 context_chunking_policy: Optional[ContextChunkingPolicy] = None,
-                 dynamic_batch_config: Any = None) -> None:
-        _check("SchedulerConfig", "capacity_scheduler_policy", capacity_scheduler_policy,
-               (CapacitySchedulerPolicy,))
-        _check("SchedulerConfig", "context_chunking_policy", context_chunking_policy,
-               (ContextChunkingPolicy,), optional=True)
+    def __init__(
+        self,
+        capacity_scheduler_policy: CapacitySchedulerPolicy = CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
+        context_chunking_policy: Optional[ContextChunkingPolicy] = None,
+        dynamic_batch_config: Any = None,
+    ) -> None:
+        _check(
+            "SchedulerConfig",
+            "capacity_scheduler_policy",
+            capacity_scheduler_policy,
+            (CapacitySchedulerPolicy,),
+        )
+        _check(
+            "SchedulerConfig",
+            "context_chunking_policy",
+            context_chunking_policy,
+            (ContextChunkingPolicy,),
+            optional=True,
+        )
         self.capacity_scheduler_policy = capacity_scheduler_policy
         self.context_chunking_policy = context_chunking_policy
         self.dynamic_batch_config = dynamic_batch_config
 
 
 class KvCacheConfig:
-    _POSITIONAL = ("enable_block_reuse", "max_tokens", "max_attention_window",
-                   "sink_token_length", "free_gpu_memory_fraction", "host_cache_size",
-                   "onboard_blocks", "cross_kv_cache_fraction",
-                   "secondary_offload_min_priority", "event_buffer_max_size")
-    _DEFAULTS = dict(enable_block_reuse=True, max_tokens=None, max_attention_window=None,
-                     sink_token_length=None, free_gpu_memory_fraction=None,
-                     host_cache_size=None, onboard_blocks=True, cross_kv_cache_fraction=None,
-                     secondary_offload_min_priority=None, event_buffer_max_size=0,
-                     enable_partial_reuse=True, copy_on_partial_reuse=True, use_uvm=False,
-                     attention_dp_events_gather_period_ms=5, runtime_defaults=None)
+    _POSITIONAL = (
+        "enable_block_reuse",
+        "max_tokens",
+        "max_attention_window",
+        "sink_token_length",
+        "free_gpu_memory_fraction",
+        "host_cache_size",
+        "onboard_blocks",
+        "cross_kv_cache_fraction",
+        "secondary_offload_min_priority",
+        "event_buffer_max_size",
+    )
+    _DEFAULTS = dict(
+        enable_block_reuse=True,
+        max_tokens=None,
+        max_attention_window=None,
+        sink_token_length=None,
+        free_gpu_memory_fraction=None,
+        host_cache_size=None,
+        onboard_blocks=True,
+        cross_kv_cache_fraction=None,
+        secondary_offload_min_priority=None,
+        event_buffer_max_size=0,
+        enable_partial_reuse=True,
+        copy_on_partial_reuse=True,
+        use_uvm=False,
+        attention_dp_events_gather_period_ms=5,
+        runtime_defaults=None,
+    )
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         if len(args) > len(self._POSITIONAL):
@@ -138,16 +172,27 @@ class KvCacheConfig:
         v = _kwargs("KvCacheConfig", given, self._DEFAULTS)
         _check("KvCacheConfig", "enable_block_reuse", v["enable_block_reuse"], (bool,))
         _check("KvCacheConfig", "max_tokens", v["max_tokens"], (int,), optional=True)
-        _check("KvCacheConfig", "free_gpu_memory_fraction", v["free_gpu_memory_fraction"],
-               (float, int), optional=True)
+        _check(
+            "KvCacheConfig",
+            "free_gpu_memory_fraction",
+            v["free_gpu_memory_fraction"],
+            (float, int),
+            optional=True,
+        )
         for k, val in v.items():
             setattr(self, k, val)
 
 
 class ParallelConfig:
-    def __init__(self, communication_type: Any = None, communication_mode: Any = None,
-                 device_ids: Optional[list] = None, participant_ids: Optional[list] = None,
-                 orchestrator_config: Any = None, num_nodes: Optional[int] = None) -> None:
+    def __init__(
+        self,
+        communication_type: Any = None,
+        communication_mode: Any = None,
+        device_ids: Optional[list] = None,
+        participant_ids: Optional[list] = None,
+        orchestrator_config: Any = None,
+        num_nodes: Optional[int] = None,
+    ) -> None:
         if device_ids is not None and not all(isinstance(d, int) for d in device_ids):
             raise _bad("ParallelConfig", "'device_ids' must be a list of int")
         self.device_ids = device_ids
@@ -155,20 +200,37 @@ class ParallelConfig:
 
 
 class ExecutorConfig:
-    _DEFAULTS = dict(max_beam_width=1, scheduler_config=None, kv_cache_config=None,
-                     enable_chunked_context=False, normalize_log_probs=True,
-                     iter_stats_max_iterations=1000, request_stats_max_iterations=0,
-                     batching_type=BatchingType.INFLIGHT, max_batch_size=None,
-                     max_num_tokens=None, parallel_config=None, peft_cache_config=None,
-                     logits_post_processor_config=None, decoding_config=None,
-                     use_gpu_direct_storage=False, gpu_weights_percent=1.0,
-                     max_queue_size=None, extended_runtime_perf_knob_config=None,
-                     debug_config=None, recv_poll_period_ms=0,
-                     max_seq_idle_microseconds=180_000_000, spec_dec_config=None,
-                     guided_decoding_config=None, additional_model_outputs=None,
-                     cache_transceiver_config=None, gather_generation_logits=False,
-                     mm_embedding_offloading=False, enable_trt_overlap=False,
-                     fail_fast_on_attention_window_too_large=False)
+    _DEFAULTS = dict(
+        max_beam_width=1,
+        scheduler_config=None,
+        kv_cache_config=None,
+        enable_chunked_context=False,
+        normalize_log_probs=True,
+        iter_stats_max_iterations=1000,
+        request_stats_max_iterations=0,
+        batching_type=BatchingType.INFLIGHT,
+        max_batch_size=None,
+        max_num_tokens=None,
+        parallel_config=None,
+        peft_cache_config=None,
+        logits_post_processor_config=None,
+        decoding_config=None,
+        use_gpu_direct_storage=False,
+        gpu_weights_percent=1.0,
+        max_queue_size=None,
+        extended_runtime_perf_knob_config=None,
+        debug_config=None,
+        recv_poll_period_ms=0,
+        max_seq_idle_microseconds=180_000_000,
+        spec_dec_config=None,
+        guided_decoding_config=None,
+        additional_model_outputs=None,
+        cache_transceiver_config=None,
+        gather_generation_logits=False,
+        mm_embedding_offloading=False,
+        enable_trt_overlap=False,
+        fail_fast_on_attention_window_too_large=False,
+    )
 
     def __init__(self, **kwargs: Any) -> None:
         v = _kwargs("ExecutorConfig", kwargs, self._DEFAULTS)
@@ -189,20 +251,40 @@ class ExecutorConfig:
 
 
 class SamplingConfig:
-    _DEFAULTS = dict(top_k=None, top_p=None, top_p_min=None, top_p_reset_ids=None,
-                     top_p_decay=None, seed=None, temperature=None, min_tokens=None,
-                     beam_search_diversity_rate=None, repetition_penalty=None,
-                     presence_penalty=None, frequency_penalty=None, prompt_ignore_length=None,
-                     length_penalty=None, early_stopping=None, no_repeat_ngram_size=None,
-                     num_return_sequences=None, min_p=None, beam_width_array=None)
+    _DEFAULTS = dict(
+        top_k=None,
+        top_p=None,
+        top_p_min=None,
+        top_p_reset_ids=None,
+        top_p_decay=None,
+        seed=None,
+        temperature=None,
+        min_tokens=None,
+        beam_search_diversity_rate=None,
+        repetition_penalty=None,
+        presence_penalty=None,
+        frequency_penalty=None,
+        prompt_ignore_length=None,
+        length_penalty=None,
+        early_stopping=None,
+        no_repeat_ngram_size=None,
+        num_return_sequences=None,
+        min_p=None,
+        beam_width_array=None,
+    )
 
     def __init__(self, beam_width: int = 1, **kwargs: Any) -> None:  # the rest are kw-only
         v = _kwargs("SamplingConfig", kwargs, self._DEFAULTS)
         _check("SamplingConfig", "beam_width", beam_width, (int,))
         for name in ("top_k", "seed", "min_tokens"):
             _check("SamplingConfig", name, v[name], (int,), optional=True)
-        for name in ("top_p", "temperature", "repetition_penalty", "presence_penalty",
-                     "frequency_penalty"):
+        for name in (
+            "top_p",
+            "temperature",
+            "repetition_penalty",
+            "presence_penalty",
+            "frequency_penalty",
+        ):
             _check("SamplingConfig", name, v[name], (float, int), optional=True)
         self.beam_width = beam_width
         for k, val in v.items():
@@ -210,36 +292,66 @@ class SamplingConfig:
 
 
 class OutputConfig:
-    def __init__(self, return_log_probs: bool = False, return_context_logits: bool = False,
-                 return_generation_logits: bool = False, exclude_input_from_output: bool = False,
-                 return_encoder_output: bool = False, return_perf_metrics: bool = False,
-                 additional_model_outputs: Any = None) -> None:
+    def __init__(
+        self,
+        return_log_probs: bool = False,
+        return_context_logits: bool = False,
+        return_generation_logits: bool = False,
+        exclude_input_from_output: bool = False,
+        return_encoder_output: bool = False,
+        return_perf_metrics: bool = False,
+        additional_model_outputs: Any = None,
+    ) -> None:
         _check("OutputConfig", "exclude_input_from_output", exclude_input_from_output, (bool,))
         self.return_log_probs = return_log_probs
         self.exclude_input_from_output = exclude_input_from_output
 
 
 class Request:
-    _DEFAULTS = dict(streaming=False, sampling_config=None, output_config=None, end_id=None,
-                     pad_id=None, position_ids=None, bad_words=None, stop_words=None,
-                     embedding_bias=None, external_draft_tokens_config=None,
-                     prompt_tuning_config=None, multimodal_input=None,
-                     multimodal_embedding=None, mrope_config=None, lora_config=None,
-                     lookahead_config=None, kv_cache_retention_config=None,
-                     logits_post_processor_name=None, logits_post_processor=None,
-                     encoder_input_token_ids=None, client_id=None,
-                     return_all_generated_tokens=False, priority=0.5, type=None,
-                     context_phase_params=None, encoder_input_features=None,
-                     encoder_output_length=None, cross_attention_mask=None,
-                     num_return_sequences=1, eagle_config=None, skip_cross_attn_blocks=None,
-                     guided_decoding_params=None, language_adapter_uid=None,
-                     allotted_time_ms=None, cache_salt_id=None)
+    _DEFAULTS = dict(
+        streaming=False,
+        sampling_config=None,
+        output_config=None,
+        end_id=None,
+        pad_id=None,
+        position_ids=None,
+        bad_words=None,
+        stop_words=None,
+        embedding_bias=None,
+        external_draft_tokens_config=None,
+        prompt_tuning_config=None,
+        multimodal_input=None,
+        multimodal_embedding=None,
+        mrope_config=None,
+        lora_config=None,
+        lookahead_config=None,
+        kv_cache_retention_config=None,
+        logits_post_processor_name=None,
+        logits_post_processor=None,
+        encoder_input_token_ids=None,
+        client_id=None,
+        return_all_generated_tokens=False,
+        priority=0.5,
+        type=None,
+        context_phase_params=None,
+        encoder_input_features=None,
+        encoder_output_length=None,
+        cross_attention_mask=None,
+        num_return_sequences=1,
+        eagle_config=None,
+        skip_cross_attn_blocks=None,
+        guided_decoding_params=None,
+        language_adapter_uid=None,
+        allotted_time_ms=None,
+        cache_salt_id=None,
+    )
 
     def __init__(self, input_token_ids: list, max_tokens: int, **kwargs: Any) -> None:
         v = _kwargs("Request", kwargs, self._DEFAULTS)
         f = "Request"
         if not isinstance(input_token_ids, list) or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in input_token_ids):
+            isinstance(t, int) and not isinstance(t, bool) for t in input_token_ids
+        ):
             raise _bad(f, "'input_token_ids' must be List[int]")
         _check(f, "max_tokens", max_tokens, (int,))
         _check(f, "streaming", v["streaming"], (bool,))
@@ -272,7 +384,9 @@ class Result:
 
 
 class Response:
-    def __init__(self, request_id: int, result_or_error: Any, client_id: Optional[int] = None) -> None:
+    def __init__(
+        self, request_id: int, result_or_error: Any, client_id: Optional[int] = None
+    ) -> None:
         self.request_id = request_id
         self.client_id = client_id
         self._result = result_or_error if isinstance(result_or_error, Result) else None
@@ -284,15 +398,17 @@ class Response:
     @property
     def error_msg(self) -> str:
         if self._error is None:
-            raise RuntimeError("[TensorRT-LLM][ERROR] Cannot get the error message for a "
-                               "response without error")
+            raise RuntimeError(
+                "[TensorRT-LLM][ERROR] Cannot get the error message for a response without error"
+            )
         return self._error
 
     @property
     def result(self) -> Result:
         if self._result is None:
-            raise RuntimeError("[TensorRT-LLM][ERROR] Cannot get the result for a response "
-                               "with an error")
+            raise RuntimeError(
+                "[TensorRT-LLM][ERROR] Cannot get the result for a response with an error"
+            )
         return self._result
 
 
@@ -338,7 +454,10 @@ class IterationStats:
         s._json = d
         s.timestamp, s.iter, s.iter_latency_ms = d["timestamp"], d["iter"], d["iterLatencyMS"]
         s.num_new_active_requests = d["numNewActiveRequests"]
-        s.num_active_requests, s.num_queued_requests = d["numActiveRequests"], d["numQueuedRequests"]
+        s.num_active_requests, s.num_queued_requests = (
+            d["numActiveRequests"],
+            d["numQueuedRequests"],
+        )
         s.num_completed_requests = d["numCompletedRequests"]
         s.max_num_active_requests = d["maxNumActiveRequests"]
         s.gpu_mem_usage, s.cpu_mem_usage = d["gpuMemUsage"], d["cpuMemUsage"]
@@ -350,7 +469,10 @@ class IterationStats:
         s.kv_cache_stats.tokens_per_block = kv["tokensPerBlock"]
         s.inflight_batching_stats = InflightBatchingStats()
         b = s.inflight_batching_stats
-        b.num_scheduled_requests, b.num_context_requests = ib["numScheduledRequests"], ib["numContextRequests"]
+        b.num_scheduled_requests, b.num_context_requests = (
+            ib["numScheduledRequests"],
+            ib["numContextRequests"],
+        )
         b.num_gen_requests, b.num_paused_requests = ib["numGenRequests"], ib["numPausedRequests"]
         b.num_ctx_tokens = ib["numCtxTokens"]
         return s
@@ -359,28 +481,36 @@ class IterationStats:
 def read_engine_config(model_path: Any) -> dict:
     path = os.path.join(os.fspath(model_path), "config.json")
     if not os.path.isfile(path):
-        raise RuntimeError(f"[TensorRT-LLM][ERROR] Assertion failed: engine config not found: {path}")
+        raise RuntimeError(
+            f"[TensorRT-LLM][ERROR] Assertion failed: engine config not found: {path}"
+        )
     with open(path) as fh:
         cfg = json.load(fh)
     build = cfg.get("build_config", {})
-    return dict(max_batch_size=build.get("max_batch_size", 256),
-                max_input_len=build.get("max_input_len", 4096),
-                max_seq_len=build.get("max_seq_len", 8192),
-                max_num_tokens=build.get("max_num_tokens", 8192),
-                max_beam_width=build.get("max_beam_width", 1),
-                tokens_per_block=build.get("plugin_config", {}).get("tokens_per_block", 64))
+    return dict(
+        max_batch_size=build.get("max_batch_size", 256),
+        max_input_len=build.get("max_input_len", 4096),
+        max_seq_len=build.get("max_seq_len", 8192),
+        max_num_tokens=build.get("max_num_tokens", 8192),
+        max_beam_width=build.get("max_beam_width", 1),
+        tokens_per_block=build.get("plugin_config", {}).get("tokens_per_block", 64),
+    )
 
 
 class Executor:
-    def __init__(self, model_path: Any, model_type: ModelType, executor_config: ExecutorConfig) -> None:
+    def __init__(
+        self, model_path: Any, model_type: ModelType, executor_config: ExecutorConfig
+    ) -> None:
         _check("Executor", "model_path", model_path, (str, os.PathLike))
         _check("Executor", "model_type", model_type, (ModelType,))
         _check("Executor", "executor_config", executor_config, (ExecutorConfig,))
         eng = read_engine_config(model_path)
         cfg = executor_config
         if cfg.max_beam_width > eng["max_beam_width"]:
-            raise RuntimeError(f"[TensorRT-LLM][ERROR] max_beam_width ({cfg.max_beam_width}) "
-                               f"exceeds the engine's ({eng['max_beam_width']})")
+            raise RuntimeError(
+                f"[TensorRT-LLM][ERROR] max_beam_width ({cfg.max_beam_width}) "
+                f"exceeds the engine's ({eng['max_beam_width']})"
+            )
         kv = cfg.kv_cache_config
         fraction = 0.9 if kv.free_gpu_memory_fraction is None else kv.free_gpu_memory_fraction
         pool = int(fraction * 65536)
@@ -390,27 +520,39 @@ class Executor:
         self._responses: "queue.Queue[SimResponse]" = queue.Queue()
         self._ready = threading.Condition()
         self.stand_in_engine = SimEngine(
-            total_blocks=pool // eng["tokens_per_block"], tokens_per_block=eng["tokens_per_block"],
+            total_blocks=pool // eng["tokens_per_block"],
+            tokens_per_block=eng["tokens_per_block"],
             max_batch_size=min(cfg.max_batch_size or eng["max_batch_size"], eng["max_batch_size"]),
             max_num_tokens=cfg.max_num_tokens or eng["max_num_tokens"],
             policy=cfg.scheduler_config.capacity_scheduler_policy.name,
-            max_input_len=eng["max_input_len"], max_seq_len=eng["max_seq_len"],
-            chunked=cfg.enable_chunked_context, stats_max=cfg.iter_stats_max_iterations,
-            emit=self._responses.put)
+            max_input_len=eng["max_input_len"],
+            max_seq_len=eng["max_seq_len"],
+            chunked=cfg.enable_chunked_context,
+            stats_max=cfg.iter_stats_max_iterations,
+            emit=self._responses.put,
+        )
         self._shutdown = False
 
     def enqueue_request(self, request: Request) -> int:
         _check("enqueue_request", "request", request, (Request,))
         if self._shutdown:
-            raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: Shutdown called, "
-                               "cannot enqueue requests")
+            raise RuntimeError(
+                "[TensorRT-LLM][ERROR] Assertion failed: Shutdown called, cannot enqueue requests"
+            )
         if request.sampling_config.beam_width > self.config.max_beam_width:
-            raise RuntimeError("[TensorRT-LLM][ERROR] Assertion failed: Request beam width "
-                               f"{request.sampling_config.beam_width} exceeds max_beam_width "
-                               f"{self.config.max_beam_width}")
+            raise RuntimeError(
+                "[TensorRT-LLM][ERROR] Assertion failed: Request beam width "
+                f"{request.sampling_config.beam_width} exceeds max_beam_width "
+                f"{self.config.max_beam_width}"
+            )
         return self.stand_in_engine.enqueue(
-            request.input_token_ids, request.max_tokens, request.streaming, request.end_id,
-            request.sampling_config.beam_width, request.client_id)
+            request.input_token_ids,
+            request.max_tokens,
+            request.streaming,
+            request.end_id,
+            request.sampling_config.beam_width,
+            request.client_id,
+        )
 
     def enqueue_requests(self, requests: list) -> list:
         return [self.enqueue_request(r) for r in requests]
@@ -425,8 +567,11 @@ class Executor:
         secs = timeout.total_seconds() if isinstance(timeout, datetime.timedelta) else timeout
         out: list[Response] = []
         try:
-            first = self._responses.get(timeout=secs) if (secs is None or secs > 0) \
+            first = (
+                self._responses.get(timeout=secs)
+                if (secs is None or secs > 0)
                 else self._responses.get_nowait()
+            )
             out.append(self._convert(first))
             while True:
                 out.append(self._convert(self._responses.get_nowait()))
@@ -444,7 +589,7 @@ class Executor:
         res.finish_reasons = [FinishReason[r.finish_reason]]
         return Response(r.request_id, res, r.client_id)
 
-    def cancel_request(self, id: int) -> None:  # noqa: A002  (the binding's name)
+    def cancel_request(self, id: int) -> None:
         _check("cancel_request", "id", id, (int,))
         self.stand_in_engine.cancel(id)
 

@@ -14,6 +14,7 @@ token_ids_diff, finish_reason 'stop'|'length'|'timeout'|'cancelled', stop_reason
 finished, abort(), aborted(), result(timeout), sync and async iteration (one step per
 response); a failed request raises RequestError from iteration/result().
 """
+
 from __future__ import annotations
 
 import asyncio
@@ -21,7 +22,6 @@ import itertools
 import json
 import os
 import queue
-import threading
 import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
@@ -31,13 +31,26 @@ from ..executor import RequestError
 from ..sampling_params import SamplingParams
 from .llm_args import KvCacheConfig, SchedulerConfig, ValidationError, as_model
 
-_LLM_ARGS = dict(backend="pytorch", max_batch_size=2048, max_num_tokens=8192, max_seq_len=None,
-                 max_input_len=None, max_beam_width=1, kv_cache_config=None,
-                 scheduler_config=None, enable_chunked_prefill=False,
-                 enable_iter_perf_stats=False, enable_iter_req_stats=False,
-                 iter_stats_max_iterations=None, request_stats_max_iterations=None,
-                 pipeline_parallel_size=1, print_iter_log=False, cuda_graph_config=None,
-                 enable_attention_dp=False, stream_interval=1)
+_LLM_ARGS = dict(
+    backend="pytorch",
+    max_batch_size=2048,
+    max_num_tokens=8192,
+    max_seq_len=None,
+    max_input_len=None,
+    max_beam_width=1,
+    kv_cache_config=None,
+    scheduler_config=None,
+    enable_chunked_prefill=False,
+    enable_iter_perf_stats=False,
+    enable_iter_req_stats=False,
+    iter_stats_max_iterations=None,
+    request_stats_max_iterations=None,
+    pipeline_parallel_size=1,
+    print_iter_log=False,
+    cuda_graph_config=None,
+    enable_attention_dp=False,
+    stream_interval=1,
+)
 
 
 @dataclass
@@ -55,12 +68,18 @@ class CompletionOutput:
 
     @property
     def token_ids_diff(self) -> List[int]:
-        return self.token_ids[self._last_token_ids_len:]
+        return self.token_ids[self._last_token_ids_len :]
 
 
 class RequestOutput:
-    def __init__(self, llm: "LLM", request_id: int, prompt_token_ids: list,
-                 sampling_params: SamplingParams, streaming: bool) -> None:
+    def __init__(
+        self,
+        llm: "LLM",
+        request_id: int,
+        prompt_token_ids: list,
+        sampling_params: SamplingParams,
+        streaming: bool,
+    ) -> None:
         self.request_id = request_id
         self.prompt_token_ids = prompt_token_ids
         self.sampling_params = sampling_params
@@ -130,21 +149,34 @@ class RequestOutput:
     async def __anext__(self) -> "RequestOutput":
         if self._done:
             raise StopAsyncIteration
-        assert self._aq is not None, ("The asyncio event loop was not present during "
-                                      "initialization, so async operations are not available.")
+        assert self._aq is not None, (
+            "The asyncio event loop was not present during "
+            "initialization, so async operations are not available."
+        )
         self._handle(await self._aq.get())
         return self
 
 
 class LLM:
-    def __init__(self, model: Any, tokenizer: Any = None, tokenizer_mode: str = "auto",
-                 skip_tokenizer_init: bool = False, trust_remote_code: bool = False,
-                 tensor_parallel_size: int = 1, dtype: str = "auto", revision: Any = None,
-                 tokenizer_revision: Any = None, **kwargs: Any) -> None:
+    def __init__(
+        self,
+        model: Any,
+        tokenizer: Any = None,
+        tokenizer_mode: str = "auto",
+        skip_tokenizer_init: bool = False,
+        trust_remote_code: bool = False,
+        tensor_parallel_size: int = 1,
+        dtype: str = "auto",
+        revision: Any = None,
+        tokenizer_revision: Any = None,
+        **kwargs: Any,
+    ) -> None:
         unknown = set(kwargs) - set(_LLM_ARGS)
         if unknown:
-            raise ValidationError("Failed to parse the arguments for the LLM constructor: "
-                                  f"extra inputs are not permitted: {', '.join(sorted(unknown))}")
+            raise ValidationError(
+                "Failed to parse the arguments for the LLM constructor: "
+                f"extra inputs are not permitted: {', '.join(sorted(unknown))}"
+            )
         args = dict(_LLM_ARGS)
         args.update(kwargs)
         if args["backend"] not in ("pytorch", "_autodeploy", "tensorrt"):
@@ -161,13 +193,20 @@ class LLM:
         if not skip_tokenizer_init:
             if not os.path.isfile(os.path.join(tok_dir, "tokenizer_config.json")):
                 raise OSError(f"Can't load tokenizer for '{tok_dir}'")
-            self.tokenizer = type("Tok", (), {"eos_token_id": hf.get("eos_token_id", 2),
-                                              "pad_token_id": None})()
+            self.tokenizer = type(
+                "Tok", (), {"eos_token_id": hf.get("eos_token_id", 2), "pad_token_id": None}
+            )()
         kv = as_model(KvCacheConfig, args["kv_cache_config"], "kv_cache_config")
         sched = as_model(SchedulerConfig, args["scheduler_config"], "scheduler_config")
-        self.args = dict(args, model=model, tokenizer=tokenizer, kv_cache_config=kv,
-                         scheduler_config=sched, skip_tokenizer_init=skip_tokenizer_init,
-                         tensor_parallel_size=tensor_parallel_size)
+        self.args = dict(
+            args,
+            model=model,
+            tokenizer=tokenizer,
+            kv_cache_config=kv,
+            scheduler_config=sched,
+            skip_tokenizer_init=skip_tokenizer_init,
+            tensor_parallel_size=tensor_parallel_size,
+        )
         max_seq_len = args["max_seq_len"] or hf.get("max_position_embeddings", 4096)
         pool = int(kv.free_gpu_memory_fraction * 65536)
         if kv.max_tokens is not None:
@@ -177,11 +216,17 @@ class LLM:
         self._stats_done = False
         self._shut = False
         self._sim = SimEngine(
-            total_blocks=pool // kv.tokens_per_block, tokens_per_block=kv.tokens_per_block,
-            max_batch_size=args["max_batch_size"], max_num_tokens=args["max_num_tokens"],
-            policy=sched.capacity_scheduler_policy.value, max_input_len=max_seq_len,
-            max_seq_len=max_seq_len, chunked=args["enable_chunked_prefill"],
-            stats_max=args["iter_stats_max_iterations"] or 1000, emit=self._dispatch)
+            total_blocks=pool // kv.tokens_per_block,
+            tokens_per_block=kv.tokens_per_block,
+            max_batch_size=args["max_batch_size"],
+            max_num_tokens=args["max_num_tokens"],
+            policy=sched.capacity_scheduler_policy.value,
+            max_input_len=max_seq_len,
+            max_seq_len=max_seq_len,
+            chunked=args["enable_chunked_prefill"],
+            stats_max=args["iter_stats_max_iterations"] or 1000,
+            emit=self._dispatch,
+        )
 
     def _dispatch(self, resp: SimResponse) -> None:
         res = self._results.get(resp.request_id)
@@ -190,41 +235,63 @@ class LLM:
             if resp.is_final:
                 self._results.pop(resp.request_id, None)
 
-    def generate_async(self, inputs: Any, sampling_params: Optional[SamplingParams] = None,
-                       lora_request: Any = None, prompt_adapter_request: Any = None,
-                       streaming: bool = False, kv_cache_retention_config: Any = None,
-                       disaggregated_params: Any = None, **_: Any) -> RequestOutput:
+    def generate_async(
+        self,
+        inputs: Any,
+        sampling_params: Optional[SamplingParams] = None,
+        lora_request: Any = None,
+        prompt_adapter_request: Any = None,
+        streaming: bool = False,
+        kv_cache_retention_config: Any = None,
+        disaggregated_params: Any = None,
+        **_: Any,
+    ) -> RequestOutput:
         if self._shut:
             raise RuntimeError("LLM is shutting down")
         if sampling_params is None:
             if self.tokenizer is None:
-                raise ValueError("tokenizer is required to initialize a default sampling_params, "
-                                 "or you can explicitly specify a sampling_params")
+                raise ValueError(
+                    "tokenizer is required to initialize a default sampling_params, "
+                    "or you can explicitly specify a sampling_params"
+                )
             sampling_params = SamplingParams(end_id=self.tokenizer.eos_token_id)
         if not isinstance(sampling_params, SamplingParams):
-            raise TypeError("The sampling_params must be type SamplingParams or None, but got "
-                            f"{type(sampling_params)}")
+            raise TypeError(
+                "The sampling_params must be type SamplingParams or None, but got "
+                f"{type(sampling_params)}"
+            )
         if sampling_params.end_id is None:
             if self.tokenizer is None:
-                raise ValueError("tokenizer is required to reset end_id if it is None, or you "
-                                 "can explicitly specify the end_id for sampling_params")
+                raise ValueError(
+                    "tokenizer is required to reset end_id if it is None, or you "
+                    "can explicitly specify the end_id for sampling_params"
+                )
             sampling_params.end_id = self.tokenizer.eos_token_id
         if isinstance(inputs, dict) and "prompt_token_ids" in inputs:
             inputs = inputs["prompt_token_ids"]
-        if not isinstance(inputs, list) or not inputs or not all(
-                isinstance(t, int) and not isinstance(t, bool) for t in inputs):
+        if (
+            not isinstance(inputs, list)
+            or not inputs
+            or not all(isinstance(t, int) and not isinstance(t, bool) for t in inputs)
+        ):
             raise TypeError(f"The inputs must be type str or list of int, but got {type(inputs)}")
         beam = sampling_params.best_of if sampling_params.use_beam_search else 1
         if beam > self.args["max_beam_width"]:
-            raise ValueError(f"sampling_params's beam_width ({beam}) should not exceed "
-                             f"max_beam_width ({self.args['max_beam_width']})")
+            raise ValueError(
+                f"sampling_params's beam_width ({beam}) should not exceed "
+                f"max_beam_width ({self.args['max_beam_width']})"
+            )
         rid = next(self._ids)
         result = RequestOutput(self, rid, list(inputs), sampling_params, streaming)
         self._results[rid] = result
         self._stats_done = False  # IterationResult.mark_undone()
-        sim_id = self._sim.enqueue(inputs, sampling_params.max_tokens, streaming,
-                                   None if sampling_params.end_id == -1 else sampling_params.end_id,
-                                   beam)
+        sim_id = self._sim.enqueue(
+            inputs,
+            sampling_params.max_tokens,
+            streaming,
+            None if sampling_params.end_id == -1 else sampling_params.end_id,
+            beam,
+        )
         assert sim_id == rid, "stand-in ids out of step"
         return result
 

@@ -7,6 +7,7 @@ dynamic_batch_config=None; `KvCacheConfig(StrictBaseModel)` enable_block_reuse=T
 max_tokens=None, free_gpu_memory_fraction=0.9 (0..1), tokens_per_block=32, ...;
 StrictBaseModel forbids unknown fields (pydantic ValidationError, a ValueError).
 """
+
 from __future__ import annotations
 
 import enum
@@ -34,8 +35,10 @@ class _Strict:
     def __init__(self, **kwargs: Any) -> None:
         unknown = set(kwargs) - set(self._FIELDS)
         if unknown:
-            raise ValidationError(f"{type(self).__name__}: extra inputs are not permitted: "
-                                  f"{', '.join(sorted(unknown))}")
+            raise ValidationError(
+                f"{type(self).__name__}: extra inputs are not permitted: "
+                f"{', '.join(sorted(unknown))}"
+            )
         values = dict(self._FIELDS)
         values.update(kwargs)
         for k, v in values.items():
@@ -46,26 +49,43 @@ class _Strict:
 
 
 class SchedulerConfig(_Strict):
-    _FIELDS = dict(capacity_scheduler_policy=CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
-                   context_chunking_policy=None, dynamic_batch_config=None,
-                   waiting_queue_policy="fcfs")
+    _FIELDS = dict(
+        capacity_scheduler_policy=CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
+        context_chunking_policy=None,
+        dynamic_batch_config=None,
+        waiting_queue_policy="fcfs",
+    )
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "capacity_scheduler_policy":
             try:
                 return CapacitySchedulerPolicy(value)
             except ValueError:
-                raise ValidationError(f"capacity_scheduler_policy: invalid value {value!r}") from None
+                raise ValidationError(
+                    f"capacity_scheduler_policy: invalid value {value!r}"
+                ) from None
         return value
 
 
 class KvCacheConfig(_Strict):
-    _FIELDS = dict(enable_block_reuse=True, max_tokens=None, max_attention_window=None,
-                   sink_token_length=None, free_gpu_memory_fraction=0.9, host_cache_size=None,
-                   onboard_blocks=True, cross_kv_cache_fraction=None,
-                   secondary_offload_min_priority=None, event_buffer_max_size=0,
-                   enable_partial_reuse=True, copy_on_partial_reuse=True, use_uvm=False,
-                   max_gpu_total_bytes=0, dtype="auto", tokens_per_block=32)
+    _FIELDS = dict(
+        enable_block_reuse=True,
+        max_tokens=None,
+        max_attention_window=None,
+        sink_token_length=None,
+        free_gpu_memory_fraction=0.9,
+        host_cache_size=None,
+        onboard_blocks=True,
+        cross_kv_cache_fraction=None,
+        secondary_offload_min_priority=None,
+        event_buffer_max_size=0,
+        enable_partial_reuse=True,
+        copy_on_partial_reuse=True,
+        use_uvm=False,
+        max_gpu_total_bytes=0,
+        dtype="auto",
+        tokens_per_block=32,
+    )
 
     def _validate(self, name: str, value: Any) -> Any:
         if name == "free_gpu_memory_fraction" and value is not None and not 0 <= value <= 1:
@@ -83,5 +103,7 @@ def as_model(cls: type, value: Optional[Any], field: str) -> Any:
     if isinstance(value, dict):
         return cls(**value)
     if not isinstance(value, cls):
-        raise ValidationError(f"{field}: expected {cls.__name__} or dict, got {type(value).__name__}")
+        raise ValidationError(
+            f"{field}: expected {cls.__name__} or dict, got {type(value).__name__}"
+        )
     return value
