@@ -3,8 +3,10 @@
 Triton checks declared dtypes and rejects undeclared inputs, but lets through a
 missing non-optional input and an empty `input_ids`, and knows nothing about ranges:
 every check here raises RequestError with a message that names the input.
-Tensors arrive with Triton's batch dimension first ([1, n] / [1, 1]); plain [n] / [1]
-tensors are accepted too.
+Tensors arrive with Triton's batch dimension first ([B, n] / [B, 1] / [B]); plain [n] /
+[1] tensors are accepted too. A request of B rows is B generation requests, as in
+TensorRT-LLM: `split_rows` cuts it into one tensor map per row, each row is then checked
+on its own.
 """
 
 from __future__ import annotations
@@ -17,28 +19,11 @@ from typing import Any
 
 import numpy as np
 
+from . import trtllm_io
 from .types import GenerationRequest, SamplingParams
 
-# Inputs of tensorrtllm_backend's tensorrt_llm model that this model reads.
-INPUT_NAMES = (
-    "input_ids",
-    "input_lengths",
-    "request_output_len",
-    "end_id",
-    "pad_id",
-    "streaming",
-    "stop",
-    "temperature",
-    "runtime_top_k",
-    "runtime_top_p",
-    "random_seed",
-    "seed",
-    "repetition_penalty",
-    "presence_penalty",
-    "frequency_penalty",
-    "min_length",
-    "beam_width",
-)
+# Every input of TensorRT-LLM's tensorrt_llm model (and two older names): trtllm_io.
+INPUT_NAMES = trtllm_io.INPUT_NAMES
 
 
 class RequestError(ValueError):
@@ -118,7 +103,111 @@ def _range(lo, hi) -> str:
 
 def is_stop_request(tensors: Mapping[str, np.ndarray]) -> bool:
     """TensorRT-LLM convention: `stop`=true asks to end the request with the same id."""
-    return bool(_scalar(tensors, "stop") or False)
+    stop = tensors.get("stop")
+    return stop is not None and bool(np.asarray(stop).any())
+
+
+def batch_size(tensors: Mapping[str, np.ndarray]) -> int:
+    """Rows in one Triton request: input_ids' first dimension ([B, n]); [n] is one row."""
+    ids = tensors.get("input_ids")
+    if ids is None:
+        return 1
+    a = np.asarray(ids)
+    return int(a.shape[0]) if a.ndim == 2 else 1
+
+
+def split_rows(tensors: Mapping[str, np.ndarray]) -> list[dict[str, np.ndarray]]:
+    """One tensor map per row of a batched request, each row keeping a batch dim of 1.
+    Every input must have one entry per row (TensorRT-LLM refuses the same)."""
+    n = batch_size(tensors)
+    if n <= 1:
+        return [dict(tensors)]
+    rows: list[dict[str, np.ndarray]] = [{} for _ in range(n)]
+    for name, value in tensors.items():
+        a = np.asarray(value)
+        if a.ndim == 0 or a.shape[0] != n:
+            got = a.shape[0] if a.ndim else "a scalar"
+            raise RequestError(
+                f"{name}: batch size {got}, but input_ids has {n} rows "
+                "(every input needs one entry per row)"
+            )
+        for i in range(n):
+            rows[i][name] = a[i : i + 1]
+    return rows
+
+
+@dataclass(frozen=True)
+class ResponseOptions:
+    """What one row's responses carry besides output_ids and sequence_length."""
+
+    exclude_input: bool  # non-streaming output_ids without the prompt
+    return_num_input_tokens: bool = False
+    return_num_output_tokens: bool = False
+    return_perf_metrics: bool = False
+
+
+def response_options(tensors: Mapping[str, np.ndarray], exclude_default: bool) -> ResponseOptions:
+    """The row's output options; `exclude_input_in_output` overrides the model parameter."""
+
+    def flag(name: str, default: bool = False) -> bool:
+        value = _scalar(tensors, name)
+        if value is None:
+            return default
+        if not isinstance(value, (bool, np.bool_)):
+            raise RequestError(f"{name} must be a BOOL, got {value!r}")
+        return bool(value)
+
+    return ResponseOptions(
+        exclude_input=flag("exclude_input_in_output", exclude_default),
+        return_num_input_tokens=flag("return_num_input_tokens"),
+        return_num_output_tokens=flag("return_num_output_tokens"),
+        return_perf_metrics=flag("return_perf_metrics"),
+    )
+
+
+def _is_empty_word_list(a: np.ndarray) -> bool:
+    """TensorRT-LLM's word lists are [2, n]: flat token ids, then end offsets padded with
+    -1; its preprocessing model sends [[0], [-1]] for "no words"."""
+    if a.size == 0:
+        return True
+    return a.ndim >= 2 and a.shape[-2] == 2 and bool((a[..., 1, :] < 0).all())
+
+
+def check_trtllm_inputs(tensors: Mapping[str, np.ndarray]) -> None:
+    """Inputs we cannot honour: accepted only absent, empty or at TensorRT-LLM's default;
+    beam-search knobs (no effect at beam width 1) are type-checked."""
+    for name in tensors:
+        spec = trtllm_io.INPUT_BY_NAME.get(name)
+        if spec is None or spec.status == trtllm_io.SUPPORTED:
+            continue
+        a = np.asarray(tensors[name])
+        if spec.status == trtllm_io.NO_EFFECT:
+            if spec.dtype == "TYPE_BOOL":
+                _scalar(tensors, name)
+            else:
+                _float(tensors, name, lo=0.0 if name == "beam_search_diversity_rate" else None)
+            continue
+        if a.size == 0:
+            continue
+        if name in ("stop_words_list", "bad_words_list") and _is_empty_word_list(a):
+            continue
+        if name == "embedding_bias" and a.dtype.kind == "f" and not a.any():
+            continue  # an all-zero bias changes nothing
+        if spec.default is None:
+            raise RequestError(
+                f"{name} is not supported by this model ({spec.why}); "
+                "leave it out or send it empty"
+            )
+        value = _scalar(tensors, name)
+        if isinstance(spec.default, bool):
+            same = bool(value) == spec.default
+        else:
+            same = math.isclose(float(value), float(spec.default), rel_tol=1e-6)
+        if not same:
+            raise RequestError(
+                f"{name} is not supported by this model ({spec.why}): only "
+                f"{str(spec.default).lower()} (TensorRT-LLM's default) is accepted, got {value}"
+            )
 
 
 def request_parameters(raw: str | None) -> dict[str, Any]:
@@ -164,6 +253,7 @@ def to_generation_request(
         raise RequestError("missing required input 'input_ids' (INT32 token ids)")
     if "request_output_len" not in tensors:
         raise RequestError("missing required input 'request_output_len' (INT32, >= 1)")
+    check_trtllm_inputs(tensors)
     ids = _rows("input_ids", tensors["input_ids"])
     if ids.dtype.kind not in "iu":
         raise RequestError(f"input_ids must be integer token ids, got dtype {ids.dtype}")
@@ -197,6 +287,16 @@ def to_generation_request(
     beam = _int(
         tensors, "beam_width", lo=1, hi=1, what="1 (beam search is not supported by this model)"
     )
+    _int(
+        tensors,
+        "num_return_sequences",
+        lo=1,
+        hi=1,
+        what="1 (this model returns one sequence per request)",
+    )
+    min_tokens = _int(tensors, "min_tokens", lo=0)
+    if min_tokens is None:
+        min_tokens = _int(tensors, "min_length", lo=0)  # the older name
     seed = _int(tensors, "random_seed", lo=0)
     if seed is None:
         seed = _int(tensors, "seed", lo=0)
@@ -208,7 +308,7 @@ def to_generation_request(
         repetition_penalty=_opt(_float(tensors, "repetition_penalty", what="> 0"), 1.0),
         presence_penalty=_opt(_float(tensors, "presence_penalty"), 0.0),
         frequency_penalty=_opt(_float(tensors, "frequency_penalty"), 0.0),
-        min_tokens=_opt(_int(tensors, "min_length", lo=0), 0),
+        min_tokens=_opt(min_tokens, 0),
         beam_width=_opt(beam, 1),
     )
     if sampling.repetition_penalty <= 0:

@@ -47,12 +47,18 @@ class TritonSink:
         make_error: Callable[[str, FinishReason | None], Any],
         prefix: list[int] | None = None,
         on_done: Callable[[TritonSink], None] | None = None,
+        make_final: Callable[[list[int], RequestState | None], Any] | None = None,
     ) -> None:
         self.sender = sender
         self.streaming = streaming
         self.final_flag = final_flag
         self.make_response = make_response
         self.make_error = make_error
+        # the final data response, which may carry what only the end knows (token
+        # counts, perf metrics); None from it = no data, the final flag alone
+        self.make_final = make_final or (
+            lambda tokens, state: make_response(tokens) if tokens or not streaming else None
+        )
         self.tokens: list[int] = list(prefix or [])
         self.on_done = on_done
         self.request_id: int | None = None
@@ -97,10 +103,10 @@ class TritonSink:
             elif self.streaming:
                 last = self.pending + list(event.token_ids)
                 self.pending = []
-                self._send(self.make_response(last) if last else None, self.final_flag)
+                self._send(self.make_final(last, state), self.final_flag)
             else:
                 self.tokens.extend(event.token_ids)
-                self._send(self.make_response(self.tokens), self.final_flag)
+                self._send(self.make_final(self.tokens, state), self.final_flag)
         finally:
             if self.on_done is not None:
                 self.on_done(self)
