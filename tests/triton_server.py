@@ -14,12 +14,24 @@ import time
 import urllib.request
 from pathlib import Path
 
+from dynabatch.live.models import STATIC_MODEL, UNARY_MODEL
 from dynabatch.live.pbtxt import set_parameters
 from dynabatch.live.server import TritonServer as LiveTritonServer
 from dynabatch.live.server import free_port, kill_children  # noqa: F401  (used by tests)
 
 ROOT = Path(__file__).resolve().parents[1]
 MODEL_REPOSITORY = ROOT / "model_repository"
+# models outside the default repository, copied in under these names: the demo's
+# static baseline and the non-decoupled twin of tensorrt_llm
+EXTRA_MODELS = {"tensorrt_llm_static": STATIC_MODEL, "tensorrt_llm_unary": UNARY_MODEL}
+
+
+def _source_config(name: str) -> str:
+    """config.pbtxt of a model the tests can load, named as it is loaded."""
+    if name in EXTRA_MODELS:
+        text = (EXTRA_MODELS[name] / "config.pbtxt").read_text()
+        return re.sub(r'^name: "[^"]*"', f'name: "{name}"', text, count=1, flags=re.M)
+    return (MODEL_REPOSITORY / name / "config.pbtxt").read_text()
 
 
 class TritonServer(LiveTritonServer):
@@ -40,6 +52,9 @@ class TritonServer(LiveTritonServer):
 
     def start(self) -> TritonServer:
         shutil.copytree(MODEL_REPOSITORY, self.repo)
+        for name, source in EXTRA_MODELS.items():
+            shutil.copytree(source, self.repo / name)
+            (self.repo / name / "config.pbtxt").write_text(_source_config(name))
         return super().start()
 
     def load(self, name: str = "tensorrt_llm", **params) -> None:
@@ -47,7 +62,7 @@ class TritonServer(LiveTritonServer):
         import tritonclient.http as http
 
         config = self.repo / name / "config.pbtxt"
-        base = (MODEL_REPOSITORY / name / "config.pbtxt").read_text()
+        base = _source_config(name)
         config.write_text(set_parameters(base, params))
         client = http.InferenceServerClient(self.http_url, network_timeout=120.0)
         try:

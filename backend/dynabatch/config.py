@@ -70,16 +70,18 @@ MODEL_PARAMS: list[ParamSpec] = [
         "vocab_size",
         int,
         0,
-        "input_ids must lie in [0, vocab_size); 0 = the engine's vocabulary where it "
-        "knows one (simulated profiles), else no check",
+        "input_ids (and end_id, pad_id) must lie in [0, vocab_size); 0 = the vocabulary "
+        "of the model behind the engine where it has one, else no check (the simulated "
+        "engine has none)",
         min=0,
         group="model",
     ),
     ParamSpec(
         "exclude_input_in_output",
         bool,
-        True,
-        "non-streaming output_ids hold only generated tokens (false: prompt + generated)",
+        False,
+        "non-streaming output_ids hold only generated tokens (false, TensorRT-LLM's "
+        "default: prompt + generated); the request input of the same name overrides it",
         group="model",
     ),
     ParamSpec(

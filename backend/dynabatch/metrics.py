@@ -9,6 +9,7 @@ garbage-collected, Metric.set() raises "Invalid metric operation".
 from __future__ import annotations
 
 import dataclasses
+import os
 import time
 from typing import Any
 
@@ -38,6 +39,8 @@ TRTLLM_FAMILIES = {
             "free": lambda s, core: s.free_num_blocks,
             "used": lambda s, core: s.used_num_blocks,
             "tokens_per": lambda s, core: s.tokens_per_block,
+            # used / max in [0, 1]: the KV usage the inference gateway routes on
+            "fraction": lambda s, core: _fraction(s.used_num_blocks, s.max_num_blocks),
         },
     ),
     "nv_trt_llm_inflight_batcher_metrics": (
@@ -55,10 +58,50 @@ TRTLLM_FAMILIES = {
         "general_type",
         {
             "iteration_counter": lambda s, core: s.iter,
-            "timestamp": lambda s, core: int(time.time()),
+            # microseconds since the epoch, as TensorRT-LLM's C++ backend reports it
+            "timestamp": lambda s, core: time.time_ns() // 1000,
+        },
+    ),
+    "nv_trt_llm_runtime_memory_metrics": (
+        "TRT LLM runtime memory metrics",
+        "memory_type",
+        {
+            # bytes: this process's resident memory, the GPU's used memory where NVML
+            # answers (0 without a GPU), no pinned host buffers
+            "cpu": lambda s, core: _resident_bytes(),
+            "gpu": lambda s, core: _gpu_used_bytes(core),
+            "pinned": lambda s, core: 0,
         },
     ),
 }
+
+# token-length histograms (TensorRT-LLM's Python model): family, description, label value
+TOKEN_HISTOGRAMS = (
+    ("nv_llm_input_token_len", "TRT LLM response metrics", "total_input_tokens"),
+    ("nv_llm_output_token_len", "TRT LLM response metrics", "total_output_tokens"),
+)
+TOKEN_BUCKETS = [10.0, 50.0, 100.0, 500.0, 1000.0]  # TensorRT-LLM's 1-5 buckets up to 1000
+
+
+def _fraction(used: int, total: int) -> float:
+    return 0.0 if total <= 0 else min(1.0, max(0.0, used / total))
+
+
+_PAGE = os.sysconf("SC_PAGE_SIZE") if hasattr(os, "sysconf") else 4096
+
+
+def _resident_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * _PAGE
+    except (OSError, ValueError, IndexError):
+        return 0
+
+
+def _gpu_used_bytes(core: ServingCore) -> int:
+    sample = getattr(core, "gpu_sample", None)
+    value = getattr(sample, "memory_used_bytes", None) if sample is not None else None
+    return int(value or 0)
 
 
 def _idle_stats(core: ServingCore) -> IterationStats:
@@ -96,6 +139,16 @@ class TritonMetrics:
             family = self._family(fam, name, desc, fam.GAUGE)
             for value, reader in readers.items():
                 self._trtllm.append((family.Metric(labels={key: value, **self._labels}), reader))
+        # per-request token lengths, observed when a request completes
+        self._token_len: dict[str, Any] = {}
+        histogram = getattr(fam, "HISTOGRAM", None)
+        if histogram is not None:
+            for name, desc, label in TOKEN_HISTOGRAMS:
+                family = self._family(fam, name, desc, histogram)
+                self._token_len[label] = family.Metric(
+                    labels={"response_metric_type": label, **self._labels},
+                    buckets=TOKEN_BUCKETS,
+                )
         g = fam.GAUGE
         self._limit = self._gauge(
             fam, "dynabatch_batch_limit", "in-flight batch limit set by the controller", g
@@ -150,6 +203,12 @@ class TritonMetrics:
                 self._gpu_gauges[key] = gpu_family.Metric(
                     labels={"gpu_metric": key, **self._labels}
                 )
+
+    def observe_request(self, input_tokens: int, output_tokens: int) -> None:
+        """A completed request's prompt and generated lengths (token-length histograms)."""
+        if self._token_len:
+            self._token_len["total_input_tokens"].observe(input_tokens)
+            self._token_len["total_output_tokens"].observe(output_tokens)
 
     def _family(self, fam, name, desc, kind):
         family = fam(name=name, description=desc, kind=kind)

@@ -30,13 +30,17 @@ from .request_mapping import (
     INPUT_NAMES,
     Limits,
     RequestError,
+    ResponseOptions,
     is_stop_request,
     output_arrays,
     request_parameters,
+    response_options,
+    split_rows,
     to_generation_request,
 )
+from .responses import ResponseGroup, RowError, RowOutput
 from .serving import ServingLoop, TritonSink
-from .types import FinishReason
+from .types import FinishReason, GenerationRequest, RequestState
 
 log = logging.getLogger("dynabatch.model")
 
@@ -136,11 +140,11 @@ def _fault_request(params: Mapping[str, Any]) -> dict | None:
 
 
 def _engine_vocab(engine: Any) -> int:
-    """The engine's vocabulary size where it knows one (0 = unknown, no check)."""
-    vocab = getattr(engine, "vocab_size", None)
-    if vocab is None:
-        vocab = getattr(getattr(getattr(engine, "profile", None), "model", None), "vocab_size", 0)
-    return int(vocab or 0)
+    """The vocabulary of a real model behind the engine (0 = unknown, no check). The
+    simulated engine has none: its profile's vocab_size only shapes its pseudo-tokens,
+    and stock clients send ids from any range (TensorRT-LLM's benchmark draws them
+    from [0, 2^31), its client pads with 50256)."""
+    return int(getattr(engine, "vocab_size", None) or 0)
 
 
 class TritonPythonModel:
@@ -148,11 +152,11 @@ class TritonPythonModel:
         _route_logging()
         self.model_name = args.get("model_name", "tensorrt_llm")
         model_config = json.loads(args["model_config"])
-        if not model_config.get("model_transaction_policy", {}).get("decoupled", False):
-            raise pb_utils.TritonModelException(
-                f"model '{self.model_name}' must use the decoupled transaction policy "
-                "(model_transaction_policy { decoupled: true })"
-            )
+        # decoupled: streaming, one response per engine event; not decoupled: unary
+        # gRPC/HTTP infer, one response per request (TensorRT-LLM ships both)
+        self.decoupled = bool(
+            model_config.get("model_transaction_policy", {}).get("decoupled", False)
+        )
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
         self.engine = make_engine(
@@ -185,7 +189,7 @@ class TritonPythonModel:
                 recover=self._recover,
             )
             self._ids = itertools.count(1)
-            self._by_triton_id: dict[str, int] = {}  # for the `stop` input
+            self._by_triton_id: dict[str, set[int]] = {}  # for the `stop` input
             self._ids_lock = threading.Lock()
             self.metrics.update(self.core)  # gauges valid before the first request
             self.loop.start()
@@ -232,6 +236,61 @@ class TritonPythonModel:
             self._stop(triton_id, sender)
             return
         params = request_parameters(request.parameters())
+        # every row is checked before any is queued: a bad row refuses the whole request
+        rows = split_rows(tensors)
+        checked = []
+        for index, row in enumerate(rows):
+            try:
+                checked.append(self._check_row(row, params))
+            except RequestError as exc:
+                raise RequestError(exc if len(rows) == 1 else f"row {index}: {exc}") from None
+        fault = _fault_request(params)
+        if not self.loop.alive:
+            raise _Unavailable("the model is shutting down")
+        if self.unavailable is not None:
+            raise _Unavailable(self.unavailable)
+        if fault is not None:
+            self._inject(fault)
+        group = ResponseGroup(
+            sender,
+            len(checked),
+            decoupled=self.decoupled,
+            final_flag=_FINAL,
+            build=self._build,
+            build_error=self._error,
+        )
+        rids = {req.request_id for req, _ in checked}
+        if triton_id:
+            with self._ids_lock:
+                self._by_triton_id.setdefault(triton_id, set()).update(rids)
+
+        def forget(sink: TritonSink) -> None:
+            if triton_id:
+                with self._ids_lock:
+                    live = self._by_triton_id.get(triton_id)
+                    if live is not None:
+                        live.discard(sink.request_id)
+                        if not live:
+                            del self._by_triton_id[triton_id]
+
+        for index, (req, options) in enumerate(checked):
+            prefix = None if (req.streaming or options.exclude_input) else list(req.prompt_ids)
+            sink = TritonSink(
+                group.row(index),
+                streaming=req.streaming,
+                final_flag=_FINAL,
+                make_response=self._row_output(req, options),
+                make_final=self._row_final(req, options, prefix_len=len(prefix or ())),
+                make_error=RowError,
+                prefix=prefix,
+                on_done=forget,
+            )
+            self.loop.submit(req, sink)
+
+    def _check_row(
+        self, tensors: dict, params: Mapping[str, Any]
+    ) -> tuple[GenerationRequest, ResponseOptions]:
+        """One row, validated: its engine request and its response options."""
         rid = next(self._ids)
         req = to_generation_request(
             tensors, params, request_id=rid, limits=self.limits, arrival_time=self.engine.now()
@@ -240,39 +299,64 @@ class TritonPythonModel:
         for name, value in (("end_id", req.end_id), ("pad_id", req.pad_id)):
             if vocab and value is not None and value >= vocab:
                 raise RequestError(f"{name} {value} is outside the vocabulary [0, {vocab})")
+        if req.streaming and not self.decoupled:
+            raise RequestError(
+                "streaming: only the decoupled configuration streams; this model "
+                f"('{self.model_name}') is not decoupled (send streaming=false)"
+            )
         error = self.core.admission_error(req)  # e.g. prompt + output beyond the KV cache
         if error is not None:
             raise RequestError(error)
-        fault = _fault_request(params)
-        if not self.loop.alive:
-            raise _Unavailable("the model is shutting down")
-        if self.unavailable is not None:
-            raise _Unavailable(self.unavailable)
-        if fault is not None:
-            self._inject(fault)
-        prefix = (
-            None if (req.streaming or self.config.exclude_input_in_output) else list(req.prompt_ids)
-        )
-        if triton_id:
-            with self._ids_lock:
-                self._by_triton_id[triton_id] = rid
+        return req, response_options(tensors, self.config.exclude_input_in_output)
 
-        def forget(_sink: TritonSink) -> None:
-            if triton_id:
-                with self._ids_lock:
-                    if self._by_triton_id.get(triton_id) == rid:
-                        del self._by_triton_id[triton_id]
+    @staticmethod
+    def _row_output(req: GenerationRequest, options: ResponseOptions):
+        """make_response of a row's sink: a streaming chunk."""
+        pad = req.pad_id if req.pad_id is not None else (req.end_id or 0)
 
-        sink = TritonSink(
-            sender,
-            streaming=req.streaming,
-            final_flag=_FINAL,
-            make_response=self._response,
-            make_error=self._error,
-            prefix=prefix,
-            on_done=forget,
-        )
-        self.loop.submit(req, sink)
+        def make(tokens: list[int]) -> RowOutput:
+            return RowOutput(list(tokens), options, req.prompt_len, len(tokens), pad)
+
+        return make
+
+    def _row_final(self, req: GenerationRequest, options: ResponseOptions, prefix_len: int):
+        """make_final of a row's sink: the last response, with what only the end knows."""
+        pad = req.pad_id if req.pad_id is not None else (req.end_id or 0)
+        wants_extras = options.return_perf_metrics or options.return_num_output_tokens
+
+        def make(tokens: list[int], state: RequestState | None) -> RowOutput | None:
+            if state is not None:
+                self.metrics.observe_request(req.prompt_len, state.generated)
+            if req.streaming and not tokens and not wants_extras:
+                return None  # the final flag alone
+            perf = self._perf(req, state) if options.return_perf_metrics else {}
+            generated = len(tokens) - prefix_len
+            return RowOutput(list(tokens), options, req.prompt_len, generated, pad, perf)
+
+        return make
+
+    def _perf(self, req: GenerationRequest, state: RequestState | None) -> dict[str, float]:
+        """return_perf_metrics: the request's KV blocks (no block reuse here) and its times
+        in the engine's clock, in ns (the simulated engine's clock runs at sim_time_scale)."""
+        per_block = max(1, self.engine.kv_capacity.tokens_per_block)
+        generated = state.generated if state is not None else 0
+        blocks = -(-(req.prompt_len + generated) // per_block)
+
+        def ns(t: float | None) -> int:
+            return int(round((t if t is not None else 0.0) * 1e9))
+
+        return {
+            "kv_cache_alloc_new_blocks": blocks,
+            "kv_cache_reused_blocks": 0,
+            "kv_cache_alloc_total_blocks": blocks,
+            "arrival_time_ns": ns(req.arrival_time),
+            "first_scheduled_time_ns": ns(state.admitted_time if state else None),
+            "first_token_time_ns": ns(state.first_token_time if state else None),
+            "last_token_time_ns": ns(state.finish_time if state else None),
+            "acceptance_rate": 0.0,
+            "total_accepted_draft_tokens": 0,
+            "total_draft_tokens": 0,
+        }
 
     def _inject(self, fault: dict) -> None:
         """Test only (enable_fault_injection): arm the simulated engine's fault hook."""
@@ -333,11 +417,15 @@ class TritonPythonModel:
         if not triton_id:
             raise RequestError("stop=true needs the request id of the request to stop")
         with self._ids_lock:
-            rid = self._by_triton_id.get(triton_id)
-        if rid is None:
+            rids = sorted(self._by_triton_id.get(triton_id, ()))
+        if not rids:
             raise RequestError(f"stop: no request with id '{triton_id}' is queued or running")
-        self.loop.stop_request(rid)
-        sender.send(flags=_FINAL)
+        for rid in rids:  # every row of that request
+            self.loop.stop_request(rid)
+        if self.decoupled:
+            sender.send(flags=_FINAL)
+        else:  # a unary request needs one response
+            sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=_FINAL)
 
     @staticmethod
     def _response(tokens: list[int]) -> Any:
@@ -347,6 +435,12 @@ class TritonPythonModel:
                 pb_utils.Tensor("output_ids", ids),
                 pb_utils.Tensor("sequence_length", seq_len),
             ]
+        )
+
+    @staticmethod
+    def _build(tensors: Mapping[str, Any]) -> Any:
+        return pb_utils.InferenceResponse(
+            output_tensors=[pb_utils.Tensor(name, value) for name, value in tensors.items()]
         )
 
     @staticmethod

@@ -9,9 +9,13 @@ from __future__ import annotations
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[3]
-MODEL_REPOSITORY = ROOT / "model_repository"
+MODEL_REPOSITORY = ROOT / "model_repository"  # the default: one routable LLM
 DYNAMIC_MODEL = MODEL_REPOSITORY / "tensorrt_llm"
-STATIC_MODEL = MODEL_REPOSITORY / "tensorrt_llm_static"
+# the demo's baseline lives in the demo's own repository, so that the default one
+# exposes a single set of nv_trt_llm_* series to the inference gateway
+STATIC_MODEL = ROOT / "model_repositories" / "demo" / "tensorrt_llm_static"
+# the same model, not decoupled (unary gRPC/HTTP infer), served under the same name
+UNARY_MODEL = ROOT / "model_repositories" / "unary" / "tensorrt_llm"
 BARE_STREAM_MODEL = ROOT / "tests" / "models" / "bare_stream"
 
 
