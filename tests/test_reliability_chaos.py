@@ -23,6 +23,7 @@ CONFIG = dict(
     max_queue_size=40,
     queue_timeout_ms=0,
     metrics_interval_ms=50,
+    vocab_size=32000,  # chaos sends out-of-vocabulary ids: a known vocabulary
 )
 
 

@@ -83,7 +83,8 @@ def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
         print(f"  {name:40s} -> {message[:110]}")
     # a good request is still served
     status, text = _http_error(server, b'{"input_ids": [1, 2, 3], "request_output_len": 5}')
-    assert status == 200 and len(json.loads(text)["output_ids"]) == 5, text
+    # (prompt + 5 tokens: exclude_input_in_output is false by default, as in TensorRT-LLM)
+    assert status == 200 and len(json.loads(text)["output_ids"]) == 3 + 5, text
 
 
 def _counts(server):

@@ -20,6 +20,7 @@ SMALL = dict(
     max_tokens_in_paged_kv_cache=4096,
     max_new_tokens_limit=512,
     max_prompt_len=0,
+    vocab_size=32000,  # a known vocabulary (the simulated engine has none of its own)
 )
 
 
@@ -72,15 +73,17 @@ def test_missing_input_ids_and_wrong_dtype(server):
     assert "request_output_len" in message
 
 
-def test_batch_of_two_sequences_is_refused(server):
+def test_batch_whose_inputs_disagree_is_refused(server):
+    # a batch of two rows is two requests (TensorRT-LLM's convention), but every input
+    # needs one entry per row (Triton checks this before the model sees the request)
     message = one_error(
         server,
         np.array([[1, 2], [3, 4]], np.int32),
         None,
-        request_output_len=np.array([[4], [4]], np.int32),
+        request_output_len=np.array([[4]], np.int32),
         streaming=np.array([[True], [True]]),
     )
-    assert "batch size 2" in message
+    assert "batch size does not match" in message, message
 
 
 def test_http_generate_error_is_a_4xx_with_the_message(server):

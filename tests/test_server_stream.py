@@ -56,8 +56,9 @@ def test_non_streaming_sends_one_response_with_all_tokens(server):
     result, error = results[0]
     assert error is None
     ids, seq_len = result.as_numpy("output_ids"), result.as_numpy("sequence_length")
-    assert ids.shape == (1, 1, 9) and ids.dtype == np.int32
-    assert seq_len.tolist() == [[9]]
+    # the prompt, then 9 tokens (exclude_input_in_output false, TensorRT-LLM's default)
+    assert ids.shape == (1, 1, 3 + 9) and ids.dtype == np.int32
+    assert ids[0, 0, :3].tolist() == [7, 8, 9] and seq_len.tolist() == [[3 + 9]]
     assert result.get_response().parameters["triton_final_response"].bool_param
     assert len(results) == 1  # nothing after the final response
 
@@ -82,7 +83,7 @@ def test_http_generate_stream_and_generate_with_json(server):
     )
     with urllib.request.urlopen(req, timeout=20) as r:
         out = json.loads(r.read())
-    assert len(out["output_ids"]) == 4 and out["sequence_length"] == 4
+    assert len(out["output_ids"]) == 3 + 4 and out["sequence_length"] == 3 + 4  # prompt too
 
 
 def kv_used(server):

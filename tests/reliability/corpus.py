@@ -24,6 +24,7 @@ CONFIG = dict(
     max_new_tokens_limit=2048,
     max_queue_size=64,
     queue_timeout_ms=0,
+    vocab_size=32000,  # a known vocabulary: the simulated engine has none of its own
 )
 VOCAB = 32000
 INT32_MAX = 2**31 - 1
@@ -101,15 +102,15 @@ GRPC_CASES = [
         r"request_output_len.*shape|shape.*request_output_len",
     ),
     (
-        "batch of two sequences",
+        "batch whose inputs disagree",  # two rows are two requests; four outputs for two
         gen_tensors(
             np.asarray([[1, 2], [3, 4]], np.int32),
             None,
             None,
-            request_output_len=np.asarray([[4], [4]], np.int32),
+            request_output_len=np.asarray([[4], [4], [4], [4]], np.int32),
         ),
         None,
-        r"batch size 2",
+        r"batch size",
     ),
     # prompt size
     ("empty prompt", gen_tensors([], 4), None, r"input_ids is empty"),
