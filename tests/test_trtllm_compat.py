@@ -16,9 +16,8 @@ import numpy as np
 import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
-from tritonclient.utils import InferenceServerException, np_to_triton_dtype
-
 from dynabatch.live.sweep import perf_analyzer_env, perf_analyzer_path
+from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 pytestmark = pytest.mark.server
 
@@ -179,7 +178,10 @@ def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path):
     }
     data = {
         "data": [
-            {k: {"content": v.flatten().tolist(), "shape": list(v.shape)} for k, v in sample.items()}
+            {
+                k: {"content": v.flatten().tolist(), "shape": list(v.shape)}
+                for k, v in sample.items()
+            }
         ]
         * 4
     }

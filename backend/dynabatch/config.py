@@ -14,6 +14,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from . import trtllm_params
 from .controller import CONTROLLER_PARAMS
 from .engines.factory import ENGINE_NAMES, engine_param_specs
 from .params import ConfigError, ParamSpec, check_known, markdown_table, parse_params
@@ -139,30 +140,10 @@ MODEL_PARAMS: list[ParamSpec] = [
     ),
 ]
 
-# Keys of tensorrtllm_backend's tensorrt_llm config.pbtxt that have no meaning here:
-# accepted (with a warning when set) so an existing config can be reused as is.
-TRTLLM_COMPAT_IGNORED = frozenset(
-    {
-        "FORCE_CPU_ONLY_INPUT_TENSORS",
-        "gpt_model_type",
-        "max_attention_window_size",
-        "kv_cache_host_memory_bytes",
-        "kv_cache_onboard_blocks",
-        "enable_trt_overlap",
-        "request_stats_max_iterations",
-        "normalize_log_probs",
-        "gpu_device_ids",
-        "lora_cache_optimal_adapter_size",
-        "lora_cache_max_adapter_size",
-        "lora_cache_gpu_memory_fraction",
-        "lora_cache_host_memory_bytes",
-        "decoding_mode",
-        "executor_worker_path",
-        "medusa_choices",
-        "participant_ids",
-        "sink_token_length",
-    }
-)
+# Keys of TensorRT-LLM's tensorrt_llm config.pbtxt template that no ParamSpec declares:
+# accepted (logged, or refused where we cannot honour the value) so an existing config
+# can be reused as is (trtllm_params).
+TRTLLM_COMPAT_IGNORED = trtllm_params.NOT_DECLARED
 
 
 def controller_param_specs() -> list[ParamSpec]:
@@ -227,6 +208,7 @@ def load_config(raw: Mapping[str, str]) -> ModelConfig:
     for name in ENGINE_NAMES:
         known += engine_param_specs(name)
     check_known(raw, known, ignore=lambda name: name in TRTLLM_COMPAT_IGNORED)
+    trtllm_params.check_template_keys(raw)
     own = {s.name for s in MODEL_PARAMS + ctrl_specs + engine_specs}
     for name in raw:
         if name not in own and raw[name].strip():
@@ -284,12 +266,13 @@ def render_parameters_doc() -> str:
         ]
     parts += [
         "",
-        "## Accepted for compatibility, ignored",
+        "## TensorRT-LLM's template keys",
         "",
-        "Keys of tensorrtllm_backend's `tensorrt_llm` config.pbtxt that mean nothing "
-        "here; a value set for one is logged as a warning:",
+        "Every key of TensorRT-LLM's `tensorrt_llm/config.pbtxt` template loads: used "
+        "(a parameter above), accepted and logged as not applicable, or accepted only "
+        "at the values listed (any other value fails the load, naming the key):",
         "",
-        ", ".join(f"`{k}`" for k in sorted(TRTLLM_COMPAT_IGNORED)),
+        trtllm_params.markdown(),
         "",
     ]
     return "\n".join(parts)

@@ -195,8 +195,7 @@ def check_trtllm_inputs(tensors: Mapping[str, np.ndarray]) -> None:
             continue  # an all-zero bias changes nothing
         if spec.default is None:
             raise RequestError(
-                f"{name} is not supported by this model ({spec.why}); "
-                "leave it out or send it empty"
+                f"{name} is not supported by this model ({spec.why}); leave it out or send it empty"
             )
         value = _scalar(tensors, name)
         if isinstance(spec.default, bool):

@@ -60,9 +60,7 @@ def _bool(name: str, **kw) -> TensorSpec:
 
 
 def _tensor(name: str, dtype: str, dims: tuple[int, ...], why: str) -> TensorSpec:
-    return TensorSpec(
-        name, dtype, dims, status=DEFAULT_ONLY, why=why, scalar=False, ragged=True
-    )
+    return TensorSpec(name, dtype, dims, status=DEFAULT_ONLY, why=why, scalar=False, ragged=True)
 
 
 INPUTS: tuple[TensorSpec, ...] = (
@@ -110,12 +108,8 @@ INPUTS: tuple[TensorSpec, ...] = (
     _tensor("prompt_table_extra_ids", "TYPE_UINT64", (-1,), "prompt tuning is not served"),
     _i32("prompt_vocab_size", status=DEFAULT_ONLY, why="prompt tuning is not served"),
     _tensor("cross_attention_mask", "TYPE_BOOL", (-1, -1), _NO_MM),
-    TensorSpec(
-        "mrope_rotary_cos_sin", "TYPE_FP32", (-1,), DEFAULT_ONLY, why=_NO_MM, scalar=False
-    ),
-    TensorSpec(
-        "mrope_position_deltas", "TYPE_INT64", (1,), DEFAULT_ONLY, why=_NO_MM, scalar=False
-    ),
+    TensorSpec("mrope_rotary_cos_sin", "TYPE_FP32", (-1,), DEFAULT_ONLY, why=_NO_MM, scalar=False),
+    TensorSpec("mrope_position_deltas", "TYPE_INT64", (1,), DEFAULT_ONLY, why=_NO_MM, scalar=False),
     TensorSpec("lora_task_id", "TYPE_UINT64", (1,), DEFAULT_ONLY, why=_NO_LORA),
     _tensor("lora_weights", "TYPE_FP16", (-1, -1), _NO_LORA),
     _tensor("lora_config", "TYPE_INT32", (-1, 3), _NO_LORA),

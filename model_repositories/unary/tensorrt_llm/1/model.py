@@ -7,7 +7,10 @@ try:
     import dynabatch  # noqa: F401  (installed, e.g. `pip install -e .`)
 except ImportError:  # not installed: use the checkout this file belongs to
     sys.path.insert(
-        0, os.path.join(os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "..", "backend")
+        0,
+        os.path.join(
+            os.path.dirname(os.path.realpath(__file__)), "..", "..", "..", "..", "backend"
+        ),
     )
 
 from dynabatch.triton_model import TritonPythonModel  # noqa: F401
