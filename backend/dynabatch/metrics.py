@@ -39,6 +39,7 @@ TRTLLM_FAMILIES = {
             "free": lambda s, core: s.free_num_blocks,
             "used": lambda s, core: s.used_num_blocks,
             "tokens_per": lambda s, core: s.tokens_per_block,
+            "reused": lambda s, core: 0,  # no prefix-block reuse is reported by the engines
             # used / max in [0, 1]: the KV usage the inference gateway routes on
             "fraction": lambda s, core: _fraction(s.used_num_blocks, s.max_num_blocks),
         },
