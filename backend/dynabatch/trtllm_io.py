@@ -30,6 +30,7 @@ _NO_MM = "encoder-decoder and multimodal models are not served"
 _NO_LORA = "LoRA adapters are not served"
 _NO_RETENTION = "KV-cache retention priorities are not implemented"
 _NO_GUIDE = "guided decoding is not implemented"
+_SAMPLING = "passed to TensorRT-LLM; the simulated engine's pseudo-tokens ignore it"
 
 
 @dataclass(frozen=True)
@@ -77,30 +78,42 @@ INPUTS: tuple[TensorSpec, ...] = (
     _f32("draft_acceptance_threshold", status=DEFAULT_ONLY, why=_NO_SPEC),
     _i32("end_id", why="ends generation; -1 or absent: no end token"),
     _i32("pad_id", why="pads the rows of a merged batch response"),
-    _tensor("stop_words_list", "TYPE_INT32", (2, -1), "stop words are not implemented"),
-    _tensor("bad_words_list", "TYPE_INT32", (2, -1), "bad words are not implemented"),
-    _tensor("embedding_bias", "TYPE_FP32", (-1,), "logit bias is not implemented"),
+    _tensor(
+        "stop_words_list",
+        "TYPE_INT32",
+        (2, -1),
+        "stop words are not implemented; [[0], [-1]] = empty",
+    ),
+    _tensor(
+        "bad_words_list",
+        "TYPE_INT32",
+        (2, -1),
+        "bad words are not implemented; [[0], [-1]] = empty",
+    ),
+    _tensor(
+        "embedding_bias", "TYPE_FP32", (-1,), "logit bias is not implemented; all zeros = empty"
+    ),
     _i32("beam_width", default=1, why="greedy/sampling only (must be 1)"),
-    _f32("temperature"),
-    _i32("runtime_top_k"),
-    _f32("runtime_top_p"),
+    _f32("temperature", why=_SAMPLING),
+    _i32("runtime_top_k", why=_SAMPLING),
+    _f32("runtime_top_p", why=_SAMPLING),
     _f32("runtime_top_p_min", status=DEFAULT_ONLY, default=1e-6, why="top-p decay"),
     _f32("runtime_top_p_decay", status=DEFAULT_ONLY, default=1.0, why="top-p decay"),
     _i32("runtime_top_p_reset_ids", status=DEFAULT_ONLY, default=-1, why="top-p decay"),
     _f32("len_penalty", status=NO_EFFECT, why="beam search only"),
     _bool("early_stopping", status=NO_EFFECT, why="beam search only"),
-    _f32("repetition_penalty"),
-    _i32("min_tokens"),
+    _f32("repetition_penalty", why=_SAMPLING),
+    _i32("min_tokens", why="fewest new tokens before end_id counts"),
     _f32("beam_search_diversity_rate", status=NO_EFFECT, why="beam search only"),
-    _f32("presence_penalty"),
-    _f32("frequency_penalty"),
-    TensorSpec("seed", "TYPE_UINT64", (1,)),
+    _f32("presence_penalty", why=_SAMPLING),
+    _f32("frequency_penalty", why=_SAMPLING),
+    TensorSpec("seed", "TYPE_UINT64", (1,), why=_SAMPLING),
     _bool("return_log_probs", status=DEFAULT_ONLY, default=False, why="no log-probs"),
     _bool("return_context_logits", status=DEFAULT_ONLY, default=False, why="no logits"),
     _bool("return_generation_logits", status=DEFAULT_ONLY, default=False, why="no logits"),
     _bool("return_perf_metrics", why="KV blocks and timestamps of the request"),
-    _bool("return_num_input_tokens"),
-    _bool("return_num_output_tokens"),
+    _bool("return_num_input_tokens", why="adds num_input_tokens (prompt length)"),
+    _bool("return_num_output_tokens", why="adds num_output_tokens (generated, prompt excluded)"),
     _bool("exclude_input_in_output", why="overrides the model parameter (default false)"),
     _bool("stop", why="ends the in-flight request with the same request id"),
     _bool("streaming", why="decoupled configuration only"),
@@ -190,9 +203,53 @@ def render_io() -> str:
     return f"input [\n{ins}\n]\noutput [\n{outs}\n]\n"
 
 
+def _dims(spec: TensorSpec) -> str:
+    return "[" + ", ".join(str(d) for d in spec.dims) + "]"
+
+
+def render_doc_tables() -> str:
+    """The generated part of docs/COMPATIBILITY.md: inputs, outputs, template keys."""
+    from . import trtllm_params
+
+    rows = ["| input | type | dims | here | notes |", "|---|---|---|---|---|"]
+    for s in INPUTS:
+        status = s.status
+        if s.status == DEFAULT_ONLY:
+            status = (
+                f"refused unless {str(s.default).lower()}"
+                if s.default is not None
+                else "refused unless absent or empty"
+            )
+        elif s.name in _ONE_ONLY:
+            status = f"supported at {s.default} only"
+        name = f"`{s.name}`" + (" (ours)" if s.ours_only else "")
+        rows.append(f"| {name} | {s.dtype[5:]} | {_dims(s)} | {status} | {s.why} |")
+    out = ["| output | type | dims | filled |", "|---|---|---|---|"]
+    for s in OUTPUTS:
+        out.append(f"| `{s.name}` | {s.dtype[5:]} | {_dims(s)} | {s.why} |")
+    return "\n".join(
+        [
+            "### Inputs",
+            "",
+            *rows,
+            "",
+            "### Outputs",
+            "",
+            *out,
+            "",
+            "### config.pbtxt parameters of TensorRT-LLM's template",
+            "",
+            trtllm_params.markdown(),
+            "",
+        ]
+    )
+
+
 if __name__ == "__main__":
     if sys.argv[1:] == ["io"]:
         print(render_io(), end="")
+    elif sys.argv[1:] == ["doc"]:
+        print(render_doc_tables(), end="")
     else:
-        print("usage: python -m dynabatch.trtllm_io io", file=sys.stderr)
+        print("usage: python -m dynabatch.trtllm_io io|doc", file=sys.stderr)
         sys.exit(2)
