@@ -17,6 +17,7 @@ import pytest
 import tritonclient.grpc as grpcclient
 import tritonclient.http as httpclient
 from dynabatch.live.sweep import perf_analyzer_env, perf_analyzer_path
+from triton_server import wait_for
 from tritonclient.utils import InferenceServerException, np_to_triton_dtype
 
 pytestmark = pytest.mark.server
@@ -306,3 +307,33 @@ def test_a_bad_row_refuses_the_whole_batch_by_row(server):
             assert r.status == 200
     except urllib.error.HTTPError as exc:  # pragma: no cover - shows the error
         raise AssertionError(exc.read()) from exc
+
+
+def test_stop_ends_a_unary_request_with_the_tokens_so_far(server):
+    server.load(UNARY, sim_profile="llama-3-8b-h100", sim_time_scale="1.0")
+    results: queue.Queue = queue.Queue()
+    # the stop request of TensorRT-LLM's client: [1, 1] ids, input_lengths 0, output len 0
+    stop = {
+        "input_ids": np.zeros((1, 1), np.int32),
+        "input_lengths": np.zeros((1, 1), np.int32),
+        "request_output_len": np.zeros((1, 1), np.int32),
+        "stop": np.array([[True]]),
+    }
+    try:
+        with grpcclient.InferenceServerClient(server.grpc_url) as c:
+            c.async_infer(
+                UNARY,
+                _inputs(grpcclient, _request([1, 2, 3], 4000)),
+                request_id="long",
+                callback=lambda result, error: results.put((result, error)),
+            )
+            wait_for(
+                lambda: server.metric("nv_trt_llm_request_metrics", UNARY, request_type="active"),
+                timeout=30,
+            )
+            c.infer(UNARY, _inputs(grpcclient, stop), request_id="long")  # one response
+            result, error = results.get(timeout=60)
+    finally:
+        server.load(UNARY, **FAST)
+    assert error is None, error
+    assert 3 < int(result.as_numpy("sequence_length")[0, 0]) < 3 + 4000
