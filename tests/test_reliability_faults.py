@@ -43,6 +43,16 @@ class Client:
             self.channel.close()
 
 
+def _streams(i: int) -> bool:
+    return bool(i % 2)
+
+
+def _expected(i: int) -> int:
+    """12 new tokens; a non-streaming response also echoes the 2-token prompt
+    (exclude_input_in_output is false by default, as in TensorRT-LLM)."""
+    return 12 if _streams(i) else 2 + 12
+
+
 def _idle(server, model=MODEL):
     text = server.metrics()
     m = lambda fam, **kw: server.metric(fam, model=model, text=text, **kw)
@@ -65,7 +75,7 @@ def _fault_run(server, kind, params):
             assert out.done.wait(20), "a request hung after the engine fault"
         took = time.monotonic() - t0
         errors = [out.errors for out in victims + [trigger]]
-        after = [c.send(f"after{i}", [9, i + 1], 12, streaming=bool(i % 2)) for i in range(5)]
+        after = [c.send(f"after{i}", [9, i + 1], 12, streaming=_streams(i)) for i in range(5)]
         for out in after:
             assert out.done.wait(20)
         time.sleep(0.05)
@@ -79,8 +89,8 @@ def test_engine_raise_fails_in_flight_then_recovers(triton):
     errors, after, took, faulted = _fault_run(triton, "raise", {"fault_after_iterations": 5})
     for e, out in zip(errors, faulted):
         assert out.finals == 1 and e == ["engine failure: injected engine fault"], out
-    for out in after:  # recovery: the rebuilt engine serves new requests exactly
-        assert out.finals == 1 and not out.errors and out.tokens == 12, out
+    for i, out in enumerate(after):  # recovery: the rebuilt engine serves new requests exactly
+        assert out.finals == 1 and not out.errors and out.tokens == _expected(i), out
     wait_for(lambda: _idle(triton), timeout=5)
     failed = triton.metric("dynabatch_requests_total", outcome="failed")
     assert failed >= 4
@@ -100,8 +110,8 @@ def test_engine_stall_watchdog_fails_in_flight_then_recovers(triton):
             and "engine_watchdog_ms=1000" in e[0]
         ), out
     assert 1.0 <= took < 10, f"watchdog fired after {took:.1f} s (set to 1 s)"
-    for out in after:
-        assert out.finals == 1 and not out.errors and out.tokens == 12, out
+    for i, out in enumerate(after):
+        assert out.finals == 1 and not out.errors and out.tokens == _expected(i), out
     wait_for(lambda: _idle(triton), timeout=5)
 
 
