@@ -208,7 +208,8 @@ def _classify(items: list[Planned], outcomes: dict, res: Result) -> None:
                 res.unexpected.append((p.rid, p.kind, message[:120]))
         elif p.kind == "bad":
             res.unexpected.append((p.rid, "bad input was served", o.tokens))
-        elif o.tokens != p.output_len:
+        elif o.tokens != p.output_len + (0 if p.streaming else len(p.prompt)):
+            # a non-streaming response echoes the prompt (exclude_input_in_output false)
             res.unexpected.append((p.rid, f"{o.tokens} tokens, asked {p.output_len}"))
         else:
             res.completed += 1
