@@ -227,6 +227,44 @@ GRPC_CASES = [
     ),
     ("negative min_length", gen_tensors(P, 4, min_length=_i(-3)), None, r"min_length must be >= 0"),
     ("beam search", gen_tensors(P, 4, beam_width=_i(4)), None, r"beam search is not supported"),
+    # TensorRT-LLM's inputs we cannot honour (docs/COMPATIBILITY.md), refused by name
+    ("negative min_tokens", gen_tensors(P, 4, min_tokens=_i(-3)), None, r"min_tokens must be >= 0"),
+    (
+        "two return sequences",
+        gen_tensors(P, 4, num_return_sequences=_i(2)),
+        None,
+        r"num_return_sequences must be 1",
+    ),
+    (
+        "log-probs asked for",
+        gen_tensors(P, 4, return_log_probs=np.asarray([[True]])),
+        None,
+        r"return_log_probs is not supported",
+    ),
+    (
+        "a LoRA task",
+        gen_tensors(P, 4, lora_task_id=np.asarray([[5]], np.uint64)),
+        None,
+        r"lora_task_id is not supported",
+    ),
+    (
+        "stop words",
+        gen_tensors(P, 4, stop_words_list=np.asarray([[[5, 6], [2, -1]]], np.int32)),
+        None,
+        r"stop_words_list is not supported",
+    ),
+    (
+        "infinite len_penalty",
+        gen_tensors(P, 4, len_penalty=_f(np.inf)),
+        None,
+        r"len_penalty must be",
+    ),
+    (
+        "exclude_input_in_output as INT32",
+        gen_tensors(P, 4, exclude_input_in_output=_i(1)),
+        None,
+        r"exclude_input_in_output",
+    ),
     # request parameters
     (
         "non-integer priority",
