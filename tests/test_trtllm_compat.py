@@ -261,7 +261,7 @@ def test_token_counts_and_perf_metrics_outputs(server):
             np.array([[[5, 6], [2, -1]]], np.int32),
             "stop_words_list is not supported",
         ),
-        ("len_penalty", np.array([[np.inf]], np.float32), "len_penalty must be"),
+        ("len_penalty", np.array([[np.inf]], np.float32), "len_penalty must be a finite number"),
         ("min_tokens", np.array([[-1]], np.int32), "min_tokens must be >= 0"),
     ],
 )

@@ -94,6 +94,8 @@ def _float(
 
 
 def _range(lo, hi) -> str:
+    if lo is None and hi is None:
+        return "a finite number"
     if hi is None:
         return f">= {lo}"
     if lo is None:

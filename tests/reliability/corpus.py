@@ -257,7 +257,7 @@ GRPC_CASES = [
         "infinite len_penalty",
         gen_tensors(P, 4, len_penalty=_f(np.inf)),
         None,
-        r"len_penalty must be",
+        r"len_penalty must be a finite number",
     ),
     (
         "exclude_input_in_output as INT32",
