@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import queue
+import re
 import subprocess
 import urllib.error
 import urllib.request
@@ -161,7 +162,8 @@ def test_streaming_batch_of_8_rows_carry_batch_index_one_final(server):
     assert [len(tokens[i]) for i in range(8)] == out_lens  # streaming: new tokens only
 
 
-def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path):
+@pytest.mark.parametrize("streaming", [False, True], ids=["unary", "decoupled-streaming"])
+def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path, streaming):
     # the sample tensorrtllm_backend's tools/gpt/gen_input_data.py writes (its defaults)
     rng = np.random.default_rng(0)
     sample = {
@@ -177,6 +179,8 @@ def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path):
         "seed": np.array([0], np.uint64),
         "beam_width": np.array([1], np.int32),
     }
+    if streaming:  # the decoupled model, perf_analyzer --streaming
+        sample["streaming"] = np.array([True])
     data = {
         "data": [
             {
@@ -188,25 +192,29 @@ def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path):
     }
     path = tmp_path / "input_data.json"
     path.write_text(json.dumps(data))
-    export = tmp_path / "export.json"
     run = subprocess.run(
         [
             perf_analyzer_path(),
-            "-m", UNARY, "-b", "8", "--input-data", str(path),
+            "-m", "tensorrt_llm" if streaming else UNARY,
+            "-b", "8", "--input-data", str(path), *(["--streaming"] if streaming else []),
             "-u", server.grpc_url, "-i", "grpc",
             "--measurement-mode", "count_windows", "--measurement-request-count", "4",
-            "--profile-export-file", str(export),
         ],
         env=perf_analyzer_env(), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
-    assert run.returncode == 0, run.stdout[-2000:] + run.stderr[-2000:]
-    assert export.stat().st_size > 0, run.stdout[-2000:] + run.stderr[-2000:]
-    requests = json.loads(export.read_text())["experiments"][0]["requests"]
-    assert requests
-    for req in requests:
-        (out,) = req["response_outputs"]  # one response per batch of 8
-        # 8 rows, each the prompt (8 tokens) + 10 generated
-        assert out["sequence_length"] == [18] * 8
+    out = run.stdout + run.stderr
+    assert run.returncode == 0, out[-3000:]
+    # Triton's own count of the model's work: every request carried 8 rows and
+    # succeeded. (The rows' tokens are checked by the gRPC batch tests above: with
+    # --profile-export-file, perf_analyzer 2.51 reads outputs a response leaves out,
+    # as TensorRT-LLM's responses do, from uninitialised memory, and sometimes writes
+    # an empty file.)
+    stats = {
+        k: int(v)
+        for k, v in re.findall(r"(Inference|Execution|Successful request) count: (\d+)", out)
+    }
+    assert stats["Execution"] > 0 and stats["Inference"] == 8 * stats["Execution"], out[-3000:]
+    assert stats["Successful request"] == stats["Execution"], out[-3000:]
 
 
 def test_streaming_refused_on_the_unary_model(server):
