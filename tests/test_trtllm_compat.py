@@ -118,6 +118,17 @@ def _ragged_batch(rows: int):
     return tensors, lengths, out_lens
 
 
+def _kv_returns_to_zero(server, model: str) -> None:
+    """Every row's KV blocks are freed once the batch is answered."""
+    wait_for(
+        lambda: (
+            server.metric("nv_trt_llm_kv_cache_block_metrics", model, kv_cache_block_type="used")
+            == 0
+        ),
+        timeout=10,
+    )
+
+
 def test_unary_batch_of_8_is_one_response_with_a_row_each(server):
     tensors, lengths, out_lens = _ragged_batch(8)
     result = _grpc_infer(server, tensors)
@@ -129,6 +140,7 @@ def test_unary_batch_of_8_is_one_response_with_a_row_each(server):
     for i, n in enumerate(lengths):
         assert ids[i, 0, :n].tolist() == tensors["input_ids"][i, :n].tolist()
         assert (ids[i, 0, want[i] :] == 7).all()  # padded with the row's pad_id
+    _kv_returns_to_zero(server, UNARY)
 
 
 def test_streaming_batch_of_8_rows_carry_batch_index_one_final(server):
@@ -160,6 +172,7 @@ def test_streaming_batch_of_8_rows_carry_batch_index_one_final(server):
         c.close()
     assert responses.empty() and finals == ["b8"]  # nothing after the one final response
     assert [len(tokens[i]) for i in range(8)] == out_lens  # streaming: new tokens only
+    _kv_returns_to_zero(server, "tensorrt_llm")
 
 
 @pytest.mark.parametrize("streaming", [False, True], ids=["unary", "decoupled-streaming"])

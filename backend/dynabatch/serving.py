@@ -33,8 +33,9 @@ class TritonSink:
     pass (when the loop falls behind, several engine events share one response); the
     last response carries the final flag. Non-streaming: tokens are collected and sent in one final
     response (Triton's /generate needs exactly one data response).
-    `make_response(tokens)` / `make_error(message, reason)` build pb_utils responses,
-    so this class does not import pb_utils itself.
+    `make_response(tokens)` / `make_final(tokens, state)` / `make_error(message, reason)`
+    build what `sender.send` takes (the model's senders take plain row data, see
+    responses.py), so this class does not import pb_utils itself.
     """
 
     def __init__(

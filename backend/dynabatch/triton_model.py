@@ -2,8 +2,10 @@
 
 initialize: parse config.pbtxt parameters (ConfigError fails the load), build engine,
 controller, gate, ServingCore, metrics, and start the serving loop thread.
-execute: validate each request (errors go to that request only) and submit it; the
-responses are sent later from the loop thread (decoupled transaction policy).
+execute: validate each request, every row of a batch (errors go to that request only),
+and submit one engine request per row; the responses are sent later from the loop
+thread through the request's response sender (responses.py), in both configurations:
+decoupled (streaming) and not decoupled (one response per request).
 finalize: stop the loop, fail what is left with a clear error, shut the engine down.
 Engine faults and stalls: the loop fails the requests the engine held and calls
 `_recover`, which rebuilds engine + controller (docs/RELIABILITY.md).
@@ -32,7 +34,6 @@ from .request_mapping import (
     RequestError,
     ResponseOptions,
     is_stop_request,
-    output_arrays,
     request_parameters,
     response_options,
     split_rows,
@@ -426,16 +427,6 @@ class TritonPythonModel:
             sender.send(flags=_FINAL)
         else:  # a unary request needs one response
             sender.send(pb_utils.InferenceResponse(output_tensors=[]), flags=_FINAL)
-
-    @staticmethod
-    def _response(tokens: list[int]) -> Any:
-        ids, seq_len = output_arrays(tokens)
-        return pb_utils.InferenceResponse(
-            output_tensors=[
-                pb_utils.Tensor("output_ids", ids),
-                pb_utils.Tensor("sequence_length", seq_len),
-            ]
-        )
 
     @staticmethod
     def _build(tensors: Mapping[str, Any]) -> Any:

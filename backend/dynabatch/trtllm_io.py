@@ -157,7 +157,12 @@ OUTPUTS: tuple[TensorSpec, ...] = (
     TensorSpec("context_logits", "TYPE_FP32", (-1, -1), DEFAULT_ONLY, why="never"),
     TensorSpec("generation_logits", "TYPE_FP32", (-1, -1, -1), DEFAULT_ONLY, why="never"),
     TensorSpec("batch_index", "TYPE_INT32", (1,), why="when a request carries several rows"),
-    TensorSpec("sequence_index", "TYPE_INT32", (1,), why="always 0 (one sequence per row)"),
+    TensorSpec(
+        "sequence_index",
+        "TYPE_INT32",
+        (1,),
+        why="not sent (one sequence per row, as TensorRT-LLM at 1)",
+    ),
     TensorSpec("context_phase_params", "TYPE_UINT8", (-1,), DEFAULT_ONLY, why="never"),
     TensorSpec("kv_cache_alloc_new_blocks", "TYPE_INT32", (1,), why="return_perf_metrics"),
     TensorSpec("kv_cache_reused_blocks", "TYPE_INT32", (1,), why="return_perf_metrics (0)"),
