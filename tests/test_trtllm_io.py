@@ -206,3 +206,18 @@ def test_unary_batch_with_a_failed_row_is_one_error_naming_it():
     group.row(0).send(_row([6]), FINAL)
     group.row(1).send(RowError("engine failure", FinishReason.ERROR), FINAL)
     assert sender.sent == [(("error", "row 1: engine failure"), FINAL)]
+
+
+def test_vocabulary_from_the_model_files_where_they_say_it(tmp_path):
+    from dynabatch.vocab import model_vocab_size
+
+    engine = tmp_path / "engine"
+    engine.mkdir()
+    (engine / "config.json").write_text('{"pretrained_config": {"vocab_size": 128256}}')
+    hf = tmp_path / "hf"
+    hf.mkdir()
+    (hf / "config.json").write_text('{"vocab_size": 32000}')
+    assert model_vocab_size(engine) == 128256
+    assert model_vocab_size(hf) == 32000
+    assert model_vocab_size(tmp_path) == 0  # no config.json: unknown, no check
+    assert model_vocab_size("") == 0

@@ -42,6 +42,7 @@ from .request_mapping import (
 from .responses import ResponseGroup, RowError, RowOutput
 from .serving import ServingLoop, TritonSink
 from .types import FinishReason, GenerationRequest, RequestState
+from .vocab import model_vocab_size
 
 log = logging.getLogger("dynabatch.model")
 
@@ -176,7 +177,9 @@ class TritonPythonModel:
             self.limits = Limits(
                 max_new_tokens_limit=cfg.max_new_tokens_limit,
                 max_prompt_len=cfg.max_prompt_len,
-                vocab_size=cfg.vocab_size or _engine_vocab(self.engine),
+                vocab_size=cfg.vocab_size
+                or _engine_vocab(self.engine)
+                or model_vocab_size(cfg.engine_params.get("gpt_model_path")),
             )
             self.unavailable: str | None = None  # why new requests are refused (fault)
             self.engine_restarts = 0
