@@ -279,8 +279,8 @@ def test_token_counts_and_perf_metrics_outputs(server):
         ("runtime_top_p_decay", np.array([[0.5]], np.float32), "runtime_top_p_decay is not"),
         (
             "stop_words_list",
-            np.array([[[5, 6], [2, -1]]], np.int32),
-            "stop_words_list is not supported",
+            np.array([[[5, 6], [3, -1]]], np.int32),
+            "stop_words_list: offsets must increase within the 2 token ids, got 3",
         ),
         ("len_penalty", np.array([[np.inf]], np.float32), "len_penalty must be a finite number"),
         ("min_tokens", np.array([[-1]], np.int32), "min_tokens must be >= 0"),
@@ -298,7 +298,7 @@ def test_inputs_at_their_default_are_accepted(server):
         num_return_sequences=np.array([[1]], np.int32),
         runtime_top_p_decay=np.array([[1.0]], np.float32),
         # TensorRT-LLM's preprocessing model sends [[0], [-1]] for "no words"
-        stop_words_list=np.array([[[0], [-1]]], np.int32),
+        stop_words_list=np.array([[[0], [-1]]], np.int32),  # (a stop word list: none)
         bad_words_list=np.array([[[0], [-1]]], np.int32),
         embedding_bias=np.zeros((1, 0), np.float32),
         beam_search_diversity_rate=np.array([[0.0]], np.float32),
@@ -358,3 +358,67 @@ def test_stop_ends_a_unary_request_with_the_tokens_so_far(server):
         server.load(UNARY, **FAST)
     assert error is None, error
     assert 3 < int(result.as_numpy("sequence_length")[0, 0]) < 3 + 4000
+
+
+def test_stop_words_end_the_request_after_the_stop_sequence(server):
+    # the simulated engine's pseudo-tokens follow the request number, which a fresh load
+    # restarts: the same request after a reload generates the same tokens (a changed
+    # parameter that does not touch tokens makes Triton reload)
+    prompt = [4, 5, 6]
+    server.load(UNARY, metrics_interval_ms="100", **FAST)
+    plain = _grpc_infer(server, _request(prompt, 40)).as_numpy("output_ids")[0, 0].tolist()
+    generated = plain[3:]
+    stop = generated[5:7]  # a two-token stop sequence, as the preprocessing model sends it
+    words = np.array([[stop, [2, -1]]], np.int32)  # [1, 2, n]: ids, then end offsets
+    server.load(UNARY, metrics_interval_ms="101", **FAST)
+    result = _grpc_infer(server, _request(prompt, 4000, stop_words_list=words))
+    out = result.as_numpy("output_ids")[0, 0].tolist()
+    first = next(i for i in range(len(generated)) if generated[i : i + 2] == stop)
+    assert out == prompt + generated[: first + 2]  # cut after the stop sequence
+    iterations = server.metric(
+        "nv_trt_llm_general_metrics", UNARY, general_type="iteration_counter"
+    )
+    assert iterations is not None and iterations < 100  # stopped, not run to 4000
+    _kv_returns_to_zero(server, UNARY)
+    server.load(UNARY, **FAST)
+
+
+def _stream_tokens(server, tensors: dict) -> list[int]:
+    """One streaming request on the decoupled model: its tokens, in order."""
+    responses: queue.Queue = queue.Queue()
+    c = grpcclient.InferenceServerClient(server.grpc_url)
+    c.start_stream(callback=lambda result, error: responses.put((result, error)))
+    tokens: list[int] = []
+    try:
+        c.async_stream_infer(
+            "tensorrt_llm", _inputs(grpcclient, tensors), enable_empty_final_response=True
+        )
+        while True:
+            result, error = responses.get(timeout=60)
+            assert error is None, error
+            if result.as_numpy("output_ids") is not None:
+                tokens += result.as_numpy("output_ids").reshape(-1).tolist()
+            final = result.get_response().parameters.get("triton_final_response")
+            if final is not None and final.bool_param:
+                return tokens
+    finally:
+        c.stop_stream()
+        c.close()
+
+
+def test_stop_words_end_a_stream_after_the_stop_sequence(server):
+    streaming = np.array([[True]])
+    server.load("tensorrt_llm", metrics_interval_ms="100", **FAST)  # fresh: same tokens
+    generated = _stream_tokens(server, _request([4, 5, 6], 40, streaming=streaming))
+    stop = generated[9:10]  # a one-token stop word
+    first = generated.index(stop[0])
+    server.load("tensorrt_llm", metrics_interval_ms="101", **FAST)
+    words = np.array([[stop, [1]]], np.int32)
+    tensors = _request([4, 5, 6], 4000, streaming=streaming, stop_words_list=words)
+    assert _stream_tokens(server, tensors) == generated[: first + 1]
+    iterations = server.metric(
+        "nv_trt_llm_general_metrics", "tensorrt_llm", general_type="iteration_counter"
+    )
+    assert iterations is not None and iterations < 100
+    _kv_returns_to_zero(server, "tensorrt_llm")
+    server.load("tensorrt_llm", **FAST)

@@ -221,3 +221,27 @@ def test_vocabulary_from_the_model_files_where_they_say_it(tmp_path):
     assert model_vocab_size(hf) == 32000
     assert model_vocab_size(tmp_path) == 0  # no config.json: unknown, no check
     assert model_vocab_size("") == 0
+
+
+def test_stop_word_lists_parse_as_tensorrt_llm_writes_them():
+    from dynabatch.stop_words import parse_word_list
+
+    # "7 8" and "9": ids [7, 8, 9], end offsets [2, 3], padded with -1
+    words = np.array([[[7, 8, 9, 0], [2, 3, -1, -1]]], np.int32)
+    assert parse_word_list("stop_words_list", words) == ((7, 8), (9,))
+    assert parse_word_list("stop_words_list", np.array([[0], [-1]], np.int32)) == ()
+    with pytest.raises(ValueError, match="stop_words_list: expected shape"):
+        parse_word_list("stop_words_list", np.array([1, 2], np.int32))
+
+
+def test_stop_watcher_cuts_after_the_word_across_chunks():
+    from dynabatch.stop_words import StopWatcher
+
+    w = StopWatcher(((5, 6, 7), (42,)))
+    assert w.feed([1, 5]) == [1, 5]
+    assert w.feed([6]) == [6]
+    assert w.feed([7, 8, 9]) == [7]  # the word ends here; the rest is dropped
+    assert w.hit and w.feed([10]) == []
+    single = StopWatcher(((42,),))
+    assert single.feed([1, 2, 42, 3]) == [1, 2, 42]
+    assert StopWatcher(()).feed([1, 2]) == [1, 2]

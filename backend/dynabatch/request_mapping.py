@@ -20,6 +20,7 @@ from typing import Any
 import numpy as np
 
 from . import trtllm_io
+from .stop_words import parse_word_list
 from .types import GenerationRequest, SamplingParams
 
 # Every input of TensorRT-LLM's tensorrt_llm model (and two older names): trtllm_io.
@@ -146,6 +147,7 @@ class ResponseOptions:
     return_num_input_tokens: bool = False
     return_num_output_tokens: bool = False
     return_perf_metrics: bool = False
+    stop_words: tuple[tuple[int, ...], ...] = ()  # stop_words_list, parsed
 
 
 def response_options(tensors: Mapping[str, np.ndarray], exclude_default: bool) -> ResponseOptions:
@@ -159,7 +161,14 @@ def response_options(tensors: Mapping[str, np.ndarray], exclude_default: bool) -
             raise RequestError(f"{name} must be a BOOL, got {value!r}")
         return bool(value)
 
+    stop_words: tuple[tuple[int, ...], ...] = ()
+    if "stop_words_list" in tensors and np.asarray(tensors["stop_words_list"]).size:
+        try:
+            stop_words = parse_word_list("stop_words_list", tensors["stop_words_list"])
+        except ValueError as exc:
+            raise RequestError(str(exc)) from None
     return ResponseOptions(
+        stop_words=stop_words,
         exclude_input=flag("exclude_input_in_output", exclude_default),
         return_num_input_tokens=flag("return_num_input_tokens"),
         return_num_output_tokens=flag("return_num_output_tokens"),
@@ -191,7 +200,7 @@ def check_trtllm_inputs(tensors: Mapping[str, np.ndarray]) -> None:
             continue
         if a.size == 0:
             continue
-        if name in ("stop_words_list", "bad_words_list") and _is_empty_word_list(a):
+        if name == "bad_words_list" and _is_empty_word_list(a):
             continue
         if name == "embedding_bias" and a.dtype.kind == "f" and not a.any():
             continue  # an all-zero bias changes nothing

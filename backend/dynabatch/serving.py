@@ -49,6 +49,7 @@ class TritonSink:
         prefix: list[int] | None = None,
         on_done: Callable[[TritonSink], None] | None = None,
         make_final: Callable[[list[int], RequestState | None], Any] | None = None,
+        watch: Callable[[list[int]], list[int]] | None = None,
     ) -> None:
         self.sender = sender
         self.streaming = streaming
@@ -60,6 +61,8 @@ class TritonSink:
         self.make_final = make_final or (
             lambda tokens, state: make_response(tokens) if tokens or not streaming else None
         )
+        # sees every new token first and returns those to deliver (stop words cut there)
+        self.watch = watch
         self.tokens: list[int] = list(prefix or [])
         self.on_done = on_done
         self.request_id: int | None = None
@@ -78,15 +81,18 @@ class TritonSink:
     def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         if self.done:
             return
+        token_ids = event.token_ids if self.watch is None else self.watch(list(event.token_ids))
         if not event.finished:
+            if self.watch is not None and not token_ids:
+                return  # nothing left to deliver after a stop word
             if self.streaming and self.on_pending is None:
-                self._send(self.make_response(event.token_ids), 0)
+                self._send(self.make_response(token_ids), 0)
             elif self.streaming:
                 if not self.pending:
                     self.on_pending(self)  # the loop flushes after this pass
-                self.pending.extend(event.token_ids)
+                self.pending.extend(token_ids)
             else:
-                self.tokens.extend(event.token_ids)
+                self.tokens.extend(token_ids)
             return
         self.done = True
         try:
@@ -102,11 +108,11 @@ class TritonSink:
             elif event.finish_reason == FinishReason.CANCELLED and self.is_cancelled():
                 self._send(None, self.final_flag)  # the client left: nothing to deliver
             elif self.streaming:
-                last = self.pending + list(event.token_ids)
+                last = self.pending + list(token_ids)
                 self.pending = []
                 self._send(self.make_final(last, state), self.final_flag)
             else:
-                self.tokens.extend(event.token_ids)
+                self.tokens.extend(token_ids)
                 self._send(self.make_final(self.tokens, state), self.final_flag)
         finally:
             if self.on_done is not None:

@@ -41,6 +41,7 @@ from .request_mapping import (
 )
 from .responses import ResponseGroup, RowError, RowOutput
 from .serving import ServingLoop, TritonSink
+from .stop_words import StopWatcher
 from .types import FinishReason, GenerationRequest, RequestState
 from .vocab import model_vocab_size
 
@@ -278,16 +279,21 @@ class TritonPythonModel:
                             del self._by_triton_id[triton_id]
 
         for index, (req, options) in enumerate(checked):
-            prefix = None if (req.streaming or options.exclude_input) else list(req.prompt_ids)
+            streaming = req.streaming  # what the client asked for
+            prefix = None if (streaming or options.exclude_input) else list(req.prompt_ids)
+            if options.stop_words:
+                # the engine must hand over every token for a stop word to end it early
+                req.streaming = True
             sink = TritonSink(
                 group.row(index),
-                streaming=req.streaming,
+                streaming=streaming,
                 final_flag=_FINAL,
                 make_response=self._row_output(req, options),
-                make_final=self._row_final(req, options, prefix_len=len(prefix or ())),
+                make_final=self._row_final(req, options, len(prefix or ()), streaming),
                 make_error=RowError,
                 prefix=prefix,
                 on_done=forget,
+                watch=self._stop_words(req, options),
             )
             self.loop.submit(req, sink)
 
@@ -313,6 +319,22 @@ class TritonPythonModel:
             raise RequestError(error)
         return req, response_options(tensors, self.config.exclude_input_in_output)
 
+    def _stop_words(self, req: GenerationRequest, options: ResponseOptions):
+        """The row's stop-word watch (loop thread): on a match the output ends after the
+        stop sequence and the request is stopped, which frees its KV blocks."""
+        if not options.stop_words:
+            return None
+        watcher = StopWatcher(options.stop_words)
+
+        def watch(tokens: list[int]) -> list[int]:
+            was_hit = watcher.hit
+            kept = watcher.feed(tokens)
+            if watcher.hit and not was_hit:
+                self.loop.stop_request(req.request_id)
+            return kept
+
+        return watch
+
     @staticmethod
     def _row_output(req: GenerationRequest, options: ResponseOptions):
         """make_response of a row's sink: a streaming chunk."""
@@ -323,7 +345,9 @@ class TritonPythonModel:
 
         return make
 
-    def _row_final(self, req: GenerationRequest, options: ResponseOptions, prefix_len: int):
+    def _row_final(
+        self, req: GenerationRequest, options: ResponseOptions, prefix_len: int, streaming: bool
+    ):
         """make_final of a row's sink: the last response, with what only the end knows."""
         pad = req.pad_id if req.pad_id is not None else (req.end_id or 0)
         wants_extras = options.return_perf_metrics or options.return_num_output_tokens
@@ -331,7 +355,7 @@ class TritonPythonModel:
         def make(tokens: list[int], state: RequestState | None) -> RowOutput | None:
             if state is not None:
                 self.metrics.observe_request(req.prompt_len, state.generated)
-            if req.streaming and not tokens and not wants_extras:
+            if streaming and not tokens and not wants_extras:
                 return None  # the final flag alone
             perf = self._perf(req, state) if options.return_perf_metrics else {}
             generated = len(tokens) - prefix_len

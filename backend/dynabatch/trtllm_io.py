@@ -78,11 +78,13 @@ INPUTS: tuple[TensorSpec, ...] = (
     _f32("draft_acceptance_threshold", status=DEFAULT_ONLY, why=_NO_SPEC),
     _i32("end_id", why="ends generation; -1 or absent: no end token"),
     _i32("pad_id", why="pads the rows of a merged batch response"),
-    _tensor(
+    TensorSpec(
         "stop_words_list",
         "TYPE_INT32",
         (2, -1),
-        "stop words are not implemented; [[0], [-1]] = empty",
+        why="ends the row after a stop sequence (kept in the output); [[0], [-1]] = none",
+        scalar=False,
+        ragged=True,
     ),
     _tensor(
         "bad_words_list",

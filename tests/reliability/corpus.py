@@ -248,10 +248,16 @@ GRPC_CASES = [
         r"lora_task_id is not supported",
     ),
     (
-        "stop words",
-        gen_tensors(P, 4, stop_words_list=np.asarray([[[5, 6], [2, -1]]], np.int32)),
+        "stop words with an offset past the ids",
+        gen_tensors(P, 4, stop_words_list=np.asarray([[[5, 6], [3, -1]]], np.int32)),
         None,
-        r"stop_words_list is not supported",
+        r"stop_words_list: offsets must increase",
+    ),
+    (
+        "bad words",
+        gen_tensors(P, 4, bad_words_list=np.asarray([[[5, 6], [2, -1]]], np.int32)),
+        None,
+        r"bad_words_list is not supported",
     ),
     (
         "infinite len_penalty",
