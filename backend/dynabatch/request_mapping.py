@@ -61,7 +61,8 @@ def _scalar(tensors: Mapping[str, np.ndarray], name: str) -> Any | None:
     if a.size != 1:
         if a.ndim >= 1 and a.shape[0] > 1:
             raise RequestError(
-                f"{name}: batch size {a.shape[0]}; this model takes one sequence per request"
+                f"{name}: batch size {a.shape[0]}; a row takes one value (rows are "
+                "split before this check)"
             )
         raise RequestError(f"{name}: expected one value, got shape {list(a.shape)}")
     value = a.reshape(-1)[0]
