@@ -145,7 +145,7 @@ def test_every_trtllm_family_and_label_with_its_units(default_repo):
         got = {labels[key] for name, labels, _ in samples if name == family}
         assert got == values, family
     (stamp,) = matching(samples, "nv_trt_llm_general_metrics", {"general_type": "timestamp"})
-    assert abs(stamp - time.time() * 1e6) < 600e6  # microseconds since the epoch
+    assert abs(stamp - time.time() * 1e6) < 60e6  # microseconds since the epoch (not s)
     (cpu,) = matching(samples, "nv_trt_llm_runtime_memory_metrics", {"memory_type": "cpu"})
     assert cpu > 10e6  # bytes: a Python process with numpy holds tens of MB
     (tokens_per,) = matching(
