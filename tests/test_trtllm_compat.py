@@ -227,7 +227,10 @@ def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path, streaming):
         for k, v in re.findall(r"(Inference|Execution|Successful request) count: (\d+)", out)
     }
     assert stats["Execution"] > 0 and stats["Inference"] == 8 * stats["Execution"], out[-3000:]
-    assert stats["Successful request"] == stats["Execution"], out[-3000:]
+    # (a decoupled request counts as successful at its final response: at concurrency 1
+    # the one request in flight at the end of the window may not have it yet)
+    in_flight = 1 if streaming else 0
+    assert 0 <= stats["Execution"] - stats["Successful request"] <= in_flight, out[-3000:]
 
 
 def test_streaming_refused_on_the_unary_model(server):
