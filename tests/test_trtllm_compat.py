@@ -212,6 +212,9 @@ def test_perf_analyzer_b8_with_gen_input_data_json(server, tmp_path, streaming):
             "-b", "8", "--input-data", str(path), *(["--streaming"] if streaming else []),
             "-u", server.grpc_url, "-i", "grpc",
             "--measurement-mode", "count_windows", "--measurement-request-count", "4",
+            # what is tested is that every batch is served, not that 2 shared cores give
+            # steady windows (the project's sweep sets the same)
+            "--stability-percentage", "999", "--max-trials", "3",
         ],
         env=perf_analyzer_env(), capture_output=True, text=True, timeout=240,
     )  # fmt: skip
