@@ -51,9 +51,14 @@ def test_unary_and_demo_configurations_differ_only_where_they_must():
     ]
 
 
-def test_default_repository_holds_one_model():
-    models = [p.name for p in (ROOT / "model_repository").iterdir() if p.is_dir()]
-    assert models == ["tensorrt_llm"]
+def test_default_repository_holds_one_routable_llm():
+    # text models (tokenizer, ensemble) may sit beside it; one LLM exports nv_trt_llm_*
+    llms = [
+        p.parent.parent.name
+        for p in (ROOT / "model_repository").glob("*/1/model.py")
+        if "dynabatch.triton_model" in p.read_text()
+    ]
+    assert llms == ["tensorrt_llm"]
 
 
 def test_compatibility_doc_matches_the_table():
