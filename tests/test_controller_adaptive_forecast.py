@@ -14,9 +14,9 @@ from dynabatch.types import (
     ControlInput,
     FinishReason,
     GenerationRequest,
-    IterationStats,
     RequestState,
 )
+from stats_builder import iteration_stats
 
 
 def arr(*v):
@@ -73,21 +73,7 @@ def test_forecast_matches_a_monte_carlo_of_the_running_set():
 
 
 def _stats(t, free, total=1000):
-    return IterationStats(
-        iter=0,
-        timestamp=t,
-        iter_latency_ms=30.0,
-        num_active_requests=2,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=total,
-        free_num_blocks=free,
-        used_num_blocks=total - free,
-        tokens_per_block=16,
-        num_scheduled_requests=2,
-        num_gen_requests=2,
-    )
+    return iteration_stats(t=t, total=total, used=total - free, gen=2)
 
 
 def test_adaptive_admits_the_queue_head_that_fits_and_stops_at_a_big_prompt():

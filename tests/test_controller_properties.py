@@ -2,31 +2,25 @@
 
 from dynabatch.controller import POLICIES, make_controller
 from dynabatch.engines.base import KvCapacity
-from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestState
+from dynabatch.types import ControlInput, FinishReason, RequestState
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from stats_builder import iteration_stats
 
 KV = KvCapacity(2000, 16)
 
 
 def stats(i, *, used, latency, gen, ctx=0, pauses=0, total=2000):
-    return IterationStats(
+    return iteration_stats(
         iter=i,
-        timestamp=i * 0.03,
-        iter_latency_ms=latency,
-        num_active_requests=gen + ctx,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=total,
-        free_num_blocks=total - used,
-        used_num_blocks=used,
-        tokens_per_block=16,
-        num_scheduled_requests=gen + ctx,
-        num_context_requests=ctx,
-        num_gen_requests=gen,
+        t=i * 0.03,
+        total=total,
+        used=used,
+        latency=latency,
+        gen=gen,
+        ctx=ctx,
+        pauses=pauses,
         num_ctx_tokens=ctx * 500,
-        num_new_pauses=pauses,
     )
 
 

@@ -79,7 +79,9 @@ class ServingCore:
         if request.max_new_tokens < 1:
             return f"request_output_len must be >= 1, got {request.max_new_tokens}"
         need = request.prompt_len + request.max_new_tokens
-        if need > cap.total_tokens:
+        # An unknown pool (TensorRT-LLM before its first iteration) refuses nothing here:
+        # the engine itself answers a request that can never fit with an error.
+        if cap is not None and need > cap.total_tokens:
             return (
                 f"prompt ({request.prompt_len} tokens) + request_output_len "
                 f"({request.max_new_tokens}) = {need} tokens exceeds the KV cache "

@@ -135,6 +135,11 @@ def _fault_request(params: Mapping[str, Any]) -> dict | None:
     return out
 
 
+def _kv_tokens(engine: Any) -> str:
+    cap = engine.kv_capacity
+    return str(cap.total_tokens) if cap is not None else "unknown until the first iteration"
+
+
 def _engine_vocab(engine: Any) -> int:
     """The engine's vocabulary size where it knows one (0 = unknown, no check)."""
     vocab = getattr(engine, "vocab_size", None)
@@ -163,7 +168,6 @@ class TritonPythonModel:
                 cfg.policy,
                 cfg.controller_params,
                 max_batch_size=cfg.max_batch_size,
-                kv_capacity=self.engine.kv_capacity,
             )
             gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
             self.core = ServingCore(self.engine, self.controller, gate)
@@ -193,12 +197,12 @@ class TritonPythonModel:
             self.engine.shutdown()
             raise
         log.info(
-            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
+            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%s tokens",
             self.model_name,
             cfg.engine,
             cfg.policy,
             cfg.max_batch_size,
-            self.engine.kv_capacity.total_tokens,
+            _kv_tokens(self.engine),
         )
 
     # ---- requests -------------------------------------------------------------------
@@ -313,7 +317,6 @@ class TritonPythonModel:
                     cfg.policy,
                     cfg.controller_params,
                     max_batch_size=cfg.max_batch_size,
-                    kv_capacity=engine.kv_capacity,
                 )
             except BaseException:
                 _shutdown_bounded(engine, 5.0)

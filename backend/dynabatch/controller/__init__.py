@@ -1,7 +1,8 @@
 """Batch controllers: turn engine iteration stats into an in-flight batch limit.
 
-`make_controller(policy, params, max_batch_size=, kv_capacity=)` builds one by name;
-`CONTROLLER_PARAMS` declares every config.pbtxt parameter of every policy.
+`make_controller(policy, params, max_batch_size=)` builds one by name;
+`CONTROLLER_PARAMS` declares every config.pbtxt parameter of every policy. Controllers
+take the KV capacity from each iteration's stats (kv_capacity.py), never at build time.
 """
 
 from __future__ import annotations
@@ -23,9 +24,18 @@ __all__ = ["CONTROLLER_PARAMS", "POLICIES", "Controller", "LimitDecision", "make
 
 
 def make_controller(
-    policy: str, params: Mapping[str, Any] = {}, *, max_batch_size: int, kv_capacity: KvCapacity
+    policy: str,
+    params: Mapping[str, Any] = {},
+    *,
+    max_batch_size: int,
+    kv_capacity: KvCapacity | None = None,
 ) -> Controller:
-    """Build the named policy; `params` may hold strings (config.pbtxt) or typed values."""
+    """Build the named policy; `params` may hold strings (config.pbtxt) or typed values.
+
+    `kv_capacity` is accepted for older callers and not used: a controller reads the
+    KV pool from every iteration's stats (it may change, or be unknown at build time).
+    """
+    del kv_capacity
     policy = SPECS["batch_policy"].parse(policy)
     if max_batch_size < 1:
         raise ValueError(f"max_batch_size must be >= 1, got {max_batch_size}")
@@ -38,7 +48,6 @@ def make_controller(
     lower = p["batch_size_lower"]
     if lower > upper:
         raise ConfigError("batch_size_lower", lower, f"at most batch_size_upper ({upper})")
-    blocks, tpb = kv_capacity.total_blocks, kv_capacity.tokens_per_block
     if policy == "static":
         size = p["static_batch_size"] or upper
         if size > max_batch_size:
@@ -47,9 +56,7 @@ def make_controller(
             )
         return StaticController(size)
     if policy in ("paper_memory", "paper"):
-        memory = PaperMemoryController(
-            total_blocks=blocks, memory_factor=p["memory_factor"], lower=lower, upper=upper
-        )
+        memory = PaperMemoryController(memory_factor=p["memory_factor"], lower=lower, upper=upper)
         if policy == "paper_memory":
             return memory
     if policy in ("paper_sla", "paper"):
@@ -65,16 +72,12 @@ def make_controller(
         return sla if policy == "paper_sla" else PaperController(memory, sla)
     if policy == "trtllm_tuner":
         return TrtllmTunerController(
-            total_blocks=blocks,
-            tokens_per_block=tpb,
             window=p["tuner_window"],
             lower=lower,
             upper=upper,
         )
     if policy == "sglang_ratio":
         return SglangRatioController(
-            total_blocks=blocks,
-            tokens_per_block=tpb,
             init_ratio=p["sglang_init_ratio"],
             min_ratio_factor=p["sglang_min_ratio_factor"],
             decay_steps=p["sglang_decay_steps"],
@@ -83,8 +86,6 @@ def make_controller(
             upper=upper,
         )
     return AdaptiveController(
-        total_blocks=blocks,
-        tokens_per_block=tpb,
         lower=lower,
         upper=upper,
         kv_target_fraction=p["kv_target_fraction"],

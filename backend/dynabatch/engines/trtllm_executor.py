@@ -21,7 +21,6 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
@@ -93,7 +92,7 @@ class TrtllmExecutorEngine:
         tle: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         max_beam_width: int = 1,
     ) -> None:
@@ -197,9 +196,9 @@ class TrtllmExecutorEngine:
             for s in self._ex.get_latest_iteration_stats()
         ]
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:

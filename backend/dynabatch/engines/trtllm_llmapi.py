@@ -34,7 +34,6 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
@@ -125,7 +124,7 @@ class TrtllmLlmApiEngine:
         sampling_cls: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         stats_period_s: float = 0.02,
     ) -> None:
@@ -294,9 +293,9 @@ class TrtllmLlmApiEngine:
         except queue.Empty:
             pass
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:

@@ -338,7 +338,7 @@ class SimulatedExecutor:
             num_scheduled_requests=len(ctx) + len(gen),
             num_context_requests=len(ctx),
             num_gen_requests=len(gen),
-            num_paused_requests=len(sched.paused),
+            num_paused_requests=pauses,  # TensorRT-LLM's meaning: paused in this iteration
             num_ctx_tokens=ctx_tokens,
             num_gen_tokens=len(gen),
             num_new_pauses=pauses,
