@@ -120,8 +120,12 @@ def test_tuner_uses_requested_lengths_and_128_sample_window():
 
 def test_tuner_moving_average_mixes_iterations_and_caps_at_max_batch():
     ctl = make_controller("trtllm_tuner", {"tuner_window": 4}, max_batch_size=100)
-    ctl.update(ControlInput(stats(total=10_000), 0, 0.0, {0: state(0, 100, 100), 1: state(1, 100, 100)}))
-    ctl.update(ControlInput(stats(total=10_000), 0, 0.0, {2: state(2, 300, 300), 3: state(3, 300, 300)}))
+    ctl.update(
+        ControlInput(stats(total=10_000), 0, 0.0, {0: state(0, 100, 100), 1: state(1, 100, 100)})
+    )
+    ctl.update(
+        ControlInput(stats(total=10_000), 0, 0.0, {2: state(2, 300, 300), 3: state(3, 300, 300)})
+    )
     # mean 200 + 200 -> 25 blocks -> 400 seqs -> 512, capped at max_batch_size 100
     assert ctl.limit == 100
     assert ctl.capacity == 400

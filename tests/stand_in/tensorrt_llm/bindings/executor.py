@@ -32,8 +32,10 @@ keywords, RuntimeError for enqueue after shutdown.
 
 Stand-in-only knobs: the engine directory's config.json `build_config` (max_batch_size,
 max_input_len, max_seq_len, max_num_tokens, max_beam_width, plugin_config.
-tokens_per_block); the KV pool is `max_tokens` or free_gpu_memory_fraction * 65536
-tokens; `Executor.stand_in_engine` exposes the scheduler for fault injection.
+tokens_per_block) and `stand_in` (see `stand_in_settings`); the KV pool is
+free_gpu_memory_fraction * 65536 tokens, or what a named simulator profile gives, capped
+by `max_tokens`; `Executor.stand_in_engine` exposes the loop (fault injection, virtual
+clock). TensorRT-LLM's pool is only known from the first iteration's stats.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import queue
 import threading
 from typing import Any, Optional
 
-from .._sim import SimEngine, SimResponse
+from .._sim import SimEngine, SimResponse, stand_in_pool, stand_in_settings
 
 __version__ = "1.2.0-stand-in"
 
@@ -488,6 +490,7 @@ def read_engine_config(model_path: Any) -> dict:
         cfg = json.load(fh)
     build = cfg.get("build_config", {})
     return dict(
+        stand_in=cfg.get("stand_in", {}),
         max_batch_size=build.get("max_batch_size", 256),
         max_input_len=build.get("max_input_len", 4096),
         max_seq_len=build.get("max_seq_len", 8192),
@@ -513,9 +516,8 @@ class Executor:
             )
         kv = cfg.kv_cache_config
         fraction = 0.9 if kv.free_gpu_memory_fraction is None else kv.free_gpu_memory_fraction
-        pool = int(fraction * 65536)
-        if kv.max_tokens is not None:
-            pool = min(pool, kv.max_tokens)
+        knobs = eng["stand_in"]
+        pool = stand_in_pool(knobs, eng["tokens_per_block"], fraction, kv.max_tokens)
         self.config = cfg
         self._responses: "queue.Queue[SimResponse]" = queue.Queue()
         self._ready = threading.Condition()
@@ -530,6 +532,7 @@ class Executor:
             chunked=cfg.enable_chunked_context,
             stats_max=cfg.iter_stats_max_iterations,
             emit=self._responses.put,
+            **stand_in_settings(knobs),
         )
         self._shutdown = False
 

@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from .._sim import SimEngine, SimResponse
+from .._sim import SimEngine, SimResponse, stand_in_pool, stand_in_settings
 from ..executor import RequestError
 from ..sampling_params import SamplingParams
 from .llm_args import KvCacheConfig, SchedulerConfig, ValidationError, as_model
@@ -208,9 +208,8 @@ class LLM:
             tensor_parallel_size=tensor_parallel_size,
         )
         max_seq_len = args["max_seq_len"] or hf.get("max_position_embeddings", 4096)
-        pool = int(kv.free_gpu_memory_fraction * 65536)
-        if kv.max_tokens is not None:
-            pool = min(pool, kv.max_tokens)
+        knobs = hf.get("stand_in", {})
+        pool = stand_in_pool(knobs, kv.tokens_per_block, kv.free_gpu_memory_fraction, kv.max_tokens)
         self._results: dict[int, RequestOutput] = {}
         self._ids = itertools.count(1)
         self._stats_done = False
@@ -226,6 +225,8 @@ class LLM:
             chunked=args["enable_chunked_prefill"],
             stats_max=args["iter_stats_max_iterations"] or 1000,
             emit=self._dispatch,
+            report_ctx_tokens=False,  # the PyTorch backend leaves numCtxTokens at 0
+            **stand_in_settings(knobs),
         )
 
     def _dispatch(self, resp: SimResponse) -> None:
@@ -275,6 +276,12 @@ class LLM:
             or not all(isinstance(t, int) and not isinstance(t, bool) for t in inputs)
         ):
             raise TypeError(f"The inputs must be type str or list of int, but got {type(inputs)}")
+        if not self.args["enable_chunked_prefill"] and len(inputs) > self.args["max_num_tokens"]:
+            # LLM._check_arguments (PyTorch backend): refused before anything is queued
+            raise ValueError(
+                f"The sum of prompt length ({len(inputs)}) should not exceed "
+                f"max_num_tokens ({self.args['max_num_tokens']})"
+            )
         beam = sampling_params.best_of if sampling_params.use_beam_search else 1
         if beam > self.args["max_beam_width"]:
             raise ValueError(
