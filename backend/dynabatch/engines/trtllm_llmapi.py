@@ -24,7 +24,7 @@ import json
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
@@ -127,6 +127,7 @@ class TrtllmLlmApiEngine:
         kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         stats_period_s: float = 0.02,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._llm = llm
         self._sampling_cls = sampling_cls
@@ -134,7 +135,8 @@ class TrtllmLlmApiEngine:
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._stats_period = stats_period_s
-        self._clock = EngineClock()
+        # engine time: seconds since start; a benchmark on the stand-in passes its virtual clock
+        self._now = clock or EngineClock().now
         self._stats_clock = StatsClock()
         self._events: queue.Queue[TokenEvent] = queue.Queue()
         self._stats: queue.Queue[IterationStats] = queue.Queue()
@@ -153,7 +155,7 @@ class TrtllmLlmApiEngine:
         self._stats_thread.start()
 
     def now(self) -> float:
-        return self._clock.now()
+        return self._now()
 
     # ---- requests ---------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> None:

@@ -45,14 +45,19 @@ _VIRTUAL_EPOCH = datetime.datetime(2026, 1, 1)
 
 
 def token_at(prompt: list[int], i: int) -> int:
-    return (sum(prompt) + 7 * i) % 997 + 3
+    return _token(sum(prompt), i)
 
 
-def stop_position(prompt: list[int], end_id: Optional[int], max_tokens: int) -> int:
-    """Tokens a request produces: up to and including the first end_id, or max_tokens."""
+def _token(base: int, i: int) -> int:
+    return (base + 7 * i) % 997 + 3
+
+
+def stop_position(base: int, end_id: Optional[int], max_tokens: int) -> int:
+    """Tokens a request produces: up to and including the first end_id, or max_tokens.
+    The tokens repeat every 997, so looking that far is enough."""
     if end_id is not None:
-        for i in range(max_tokens):
-            if token_at(prompt, i) == end_id:
+        for i in range(min(max_tokens, 997)):
+            if _token(base, i) == end_id:
                 return i + 1
     return max_tokens
 
@@ -97,7 +102,7 @@ class SimResponse:
 @dataclass
 class _Req:
     id: int
-    prompt: list[int]
+    base: int  # sum of the prompt: the seed of its tokens
     streaming: bool
     client_id: Optional[int]
     produced: int = 0  # tokens the simulator produced so far
@@ -136,7 +141,7 @@ class SimEngine:
         self.max_seq_len = max_seq_len
         self.max_num_tokens = max_num_tokens
         self.chunked = chunked
-        self.emit = emit
+        self._emit = emit
         self.iter_time_s = iter_time_s
         self.time_scale = time_scale
         self.virtual = virtual
@@ -159,6 +164,13 @@ class SimEngine:
         self._fail_msg: Optional[str] = None
         self._next_id = 1
         self._iter = 0
+        # Benchmark hooks (not TensorRT-LLM): a trace's hidden output lengths, consumed
+        # one per enqueue in order (TensorRT-LLM requests carry no such field), and
+        # counters a virtual-clock driver waits on.
+        self.hidden_lengths: deque = deque()
+        self.enqueued = 0
+        self.responses = 0
+        self.records = 0
         self._lock = threading.Condition()
         self._stop = False
         self._thread: Optional[threading.Thread] = None
@@ -167,6 +179,10 @@ class SimEngine:
                 target=self._loop, name="stand-in-executor", daemon=True
             )
             self._thread.start()
+
+    def emit(self, response: SimResponse) -> None:
+        self.responses += 1
+        self._emit(response)
 
     # ---- called from user threads ------------------------------------------------
     def enqueue(
@@ -186,6 +202,8 @@ class SimEngine:
                 )
             rid = self._next_id
             self._next_id += 1
+            self.enqueued += 1
+            hidden = self.hidden_lengths.popleft() if self.hidden_lengths else None
             error = None
             if len(prompt) > self.max_input_len or len(prompt) + max_tokens > self.max_seq_len:
                 error = (
@@ -194,7 +212,10 @@ class SimEngine:
                     f"or max_input_len ({self.max_input_len})"
                 )
             else:
-                stop = stop_position(prompt, end_id, max_tokens)
+                base = sum(prompt)
+                stop = stop_position(base, end_id, max_tokens)
+                if hidden is not None:
+                    stop = min(stop, max(1, hidden))
                 request = GenerationRequest(
                     rid,
                     list(prompt),
@@ -210,7 +231,7 @@ class SimEngine:
                 # The real executor answers such a request with an error response.
                 self.emit(SimResponse(rid, client_id, [], True, "NOT_FINISHED", error))
                 return rid
-            self.reqs[rid] = _Req(rid, list(prompt), streaming, client_id)
+            self.reqs[rid] = _Req(rid, base, streaming, client_id)
             self._lock.notify()
             return rid
 
@@ -294,8 +315,10 @@ class SimEngine:
                 # cancellations / failures emptied the engine: TensorRT-LLM still records
                 # that iteration (its pool now all free)
                 self.stats.append(self._record(self._idle_stats()))
+                self.records += 1
             return None
         self.stats.append(self._record(stats))
+        self.records += 1
         return stats.iter_latency_ms / 1e3
 
     def _idle_stats(self) -> IterationStats:
@@ -350,7 +373,7 @@ class SimEngine:
         return len(events)
 
     def _take(self, req: _Req) -> list[int]:
-        tokens = [token_at(req.prompt, i) for i in range(req.sent, req.produced)]
+        tokens = [_token(req.base, i) for i in range(req.sent, req.produced)]
         req.sent = req.produced
         return tokens
 
