@@ -4,9 +4,10 @@
 setup:
 	@bash scripts/setup
 
-lint: setup            ## ruff (lint and format)
+lint: setup            ## ruff (lint and format), mypy (pyproject.toml [tool.mypy])
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
 
 demo: setup            ## live static-vs-dynamic comparison through a real tritonserver
 	@.venv/bin/python scripts/demo

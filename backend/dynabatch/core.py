@@ -18,7 +18,14 @@ from typing import Protocol
 from .controller.base import Controller
 from .engines.base import Engine, EngineError
 from .gate import AdmissionGate
-from .types import ControlInput, FinishReason, GenerationRequest, RequestState, TokenEvent
+from .types import (
+    ControlInput,
+    FinishReason,
+    GenerationRequest,
+    IterationStats,
+    RequestState,
+    TokenEvent,
+)
 
 log = logging.getLogger("dynabatch.core")
 
@@ -54,7 +61,7 @@ class ServingCore:
         self._inbox: deque = deque()
         self._wake = threading.Event()
         self.counters = CoreCounters()
-        self.last_stats = None
+        self.last_stats: IterationStats | None = None
         self.gpu_sample = None  # telemetry.GpuSample, refreshed by the metrics exporter
 
     # ---- any thread -------------------------------------------------------------

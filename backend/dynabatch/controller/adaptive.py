@@ -351,7 +351,7 @@ class AdaptiveController:
         # proportional to n: that over-states the slope, so steps are cautious up and
         # quick down, and iterated they converge to t(n) = target (and unpin the batch).
         t_now, n_now = self._step_ms.value, self._batch.value
-        if not t_now:
+        if not t_now or n_now is None:
             return self.b_sla
         if t_now > target:
             if n_now <= self.lower + 1:

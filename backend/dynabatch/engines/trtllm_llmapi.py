@@ -20,6 +20,7 @@ The LLM API is asyncio/future based, the Engine protocol is synchronous. The bri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import queue
@@ -141,7 +142,7 @@ class TrtllmLlmApiEngine:
         self._events: queue.Queue[TokenEvent] = queue.Queue()
         self._stats: queue.Queue[IterationStats] = queue.Queue()
         self._outputs: dict[int, Any] = {}  # our id -> RequestOutput (loop thread only)
-        self._tasks: dict[int, asyncio.Future] = {}
+        self._tasks: dict[int, concurrent.futures.Future] = {}
         self._cancel_early: set[int] = set()  # cancelled before generate_async returned
         self._shut = threading.Event()
         self._loop = asyncio.new_event_loop()
