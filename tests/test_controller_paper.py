@@ -1,4 +1,4 @@
-"""Algorithms 1 and 2 pinned to their formulas (DESIGN §2), and their minimum."""
+"""Algorithms 1 and 2 pinned to their formulas (docs/CONTROLLER.md), and their minimum."""
 
 import math
 

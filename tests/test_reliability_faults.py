@@ -173,7 +173,7 @@ def test_server_exits_promptly_after_an_engine_fault(tmp_path, sig, kind):
 
 @pytest.mark.slow
 def test_stub_crash_is_reported_and_a_reload_recovers(tmp_path):
-    """DESIGN §6 (Triton 2.51): a killed Python-backend stub is not restarted; requests
+    """Triton 2.51 (docs/RELIABILITY.md): a killed Python-backend stub is not restarted; requests
     get "Stub process ... is not healthy", the model still reports ready; loading the
     model again starts a new stub. Shutdown stays bounded (exit timeout 5 s)."""
     server = own_server(tmp_path)

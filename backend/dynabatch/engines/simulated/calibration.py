@@ -1,6 +1,6 @@
 """Profiles against published figures: the calibration table and the offline fit.
 
-`calibration_rows()` compares every published figure (DESIGN §5) with the profile's
+`calibration_rows()` compares every published figure (docs/SIMULATOR.md, "Published figures") with the profile's
 prediction; `fit_profile()` refits c0, eta_c and p (eta_bw fixed, see profiles.py)
 by Nelder-Mead on squared log error. The fitted values are committed in profiles.py.
 """
@@ -16,7 +16,7 @@ from .profiles import PROFILES, Profile, get_profile, with_constants
 
 TOLERANCE = 0.15  # every figure must be within +-15 %
 
-# TensorRT-LLM's published static-batch figure (DESIGN §5): LLaMA-7B FP16 on A100,
+# TensorRT-LLM's published static-batch figure (docs/SIMULATOR.md): LLaMA-7B FP16 on A100,
 # batch 60, 128 in / 2048 out -> 1,928 output tokens/s (~31 ms per step).
 STATIC_BATCH: dict[str, Any] = dict(
     profile="llama-2-7b-a100-80gb", batch=60, prompt_len=128, output_len=2048, tokens_per_s=1928.0
