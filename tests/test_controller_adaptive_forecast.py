@@ -42,8 +42,10 @@ def test_forecast_with_known_lengths_is_the_exact_peak():
     assert k == 1 and left == pytest.approx(1700 - 1631, abs=1)
     k, _ = table.fits(cur, gen, mx, arr(500), arr(1000), z=0.0, budget=1600)
     assert k == 0
-    # the cap at max tokens ends a request even if the distribution says it goes on
-    k, _ = table.fits(cur, gen, arr(68), arr(500), arr(1000), z=0.0, budget=1067 + 600)
+    # the cap at max tokens ends a request even if the distribution says it goes on: the
+    # same running request, capped at 68 tokens, leaves after this step, so the budget
+    # that refused the newcomer above (1600) now holds it (1067 + 500 = 1567)
+    k, _ = table.fits(cur, gen, arr(68), arr(500), arr(1000), z=0.0, budget=1600)
     assert k == 1
 
 
