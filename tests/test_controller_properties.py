@@ -166,7 +166,7 @@ def test_adaptive_sla_bound_falls_under_persistent_high_tpot(slope, base):
     # Light steps first (the bound climbs to the top), then the model slows down: at the
     # batch it holds every step now misses the 50 ms target, and the bound must come down
     # to where t(n) = base + slope n meets it.
-    switch, n_star = 300, (50.0 - base) / slope
+    switch = 300
     hist = closed_loop(
         "adaptive",
         lambda n, i: 5.0 + 0.05 * n if i < switch else base + slope * n,

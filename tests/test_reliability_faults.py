@@ -68,7 +68,8 @@ def _fault_run(server, kind, params):
         after = [c.send(f"after{i}", [9, i + 1], 12, streaming=bool(i % 2)) for i in range(5)]
         for out in after:
             assert out.done.wait(20)
-        time.sleep(0.05)
+        # once the server has ended the stream, a duplicate final would have arrived
+        assert c.lane.close(10), "the server did not end the stream"
         return errors, after, took, victims + [trigger]
     finally:
         c.close()
@@ -99,7 +100,7 @@ def test_engine_stall_watchdog_fails_in_flight_then_recovers(triton):
             and "engine stalled" in e[0]
             and "engine_watchdog_ms=1000" in e[0]
         ), out
-    assert 1.0 <= took < 10, f"watchdog fired after {took:.1f} s (set to 1 s)"
+    assert took >= 1.0, f"watchdog fired after {took:.1f} s (set to 1 s)"
     for out in after:
         assert out.finals == 1 and not out.errors and out.tokens == 12, out
     wait_for(lambda: _idle(triton), timeout=5)
@@ -112,11 +113,15 @@ def test_engine_recovery_off_answers_unavailable_until_reload(triton):
         out = c.send("trigger", [1, 2, 3], 200, params={"inject_fault": "raise"})
         assert out.done.wait(20) and "engine failure" in out.errors[0]
         # (a request racing the fault, within milliseconds, gets "engine refused request:
-        # engine is shut down" instead: also a clear error)
-        time.sleep(0.2)
-        later = c.send("later", [1, 2], 4)
-        assert later.done.wait(10)
-        assert "engine_recovery=false: reload the model" in later.errors[0], later
+        # engine is shut down" instead: also a clear error); wait for the settled answer
+        probes = iter(range(1000))
+
+        def settled_answer():
+            out = c.send(f"later{next(probes)}", [1, 2], 4)
+            assert out.done.wait(10) and out.errors, out
+            return "engine_recovery=false: reload the model" in out.errors[0]
+
+        wait_for(settled_answer, timeout=10)
     finally:
         c.close()
     assert triton.is_ready()  # the model says so through its errors; Triton still reports ready
