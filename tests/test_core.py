@@ -250,3 +250,22 @@ def test_gate_head_lists_the_next_requests_in_order():
     gate.remove(2)
     assert [q.request.request_id for q in gate.head(4)] == [3, 1, 4, 5]
     assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]
+
+
+def test_replace_engine_serves_the_queue_on_the_new_engine_with_the_new_controller():
+    old, rec = OneTokenEngine(), Recorder()
+    core = ServingCore(old, FixedLimit(1), AdmissionGate())
+    core.submit(req(1, n=100), rec)
+    core.submit(req(2, n=3), rec)  # waits behind request 1 (limit 1)
+    core.step()
+    with pytest.raises(RuntimeError, match="still on the old engine"):
+        core.replace_engine(OneTokenEngine(), FixedLimit(4))
+    core.fail_all("engine fault")  # what the serving loop does first
+    core.submit(req(3, n=3), rec)
+    new, fresh = OneTokenEngine(), FixedLimit(4)
+    core.replace_engine(new, fresh)
+    assert core.engine is new and core.controller is fresh and core.last_stats is None
+    run_until_idle(core, new)
+    assert rec.final(1).error == "engine fault"
+    assert new.submitted == [3] and rec.final(3).finish_reason == FinishReason.LENGTH
+    assert fresh.updates > 0 and old.submitted == [1]

@@ -144,6 +144,17 @@ class ServingCore:
         self._admit(now)
         return len(events)
 
+    def replace_engine(self, engine: Engine, controller: Controller) -> None:
+        """Serve on with a rebuilt engine and a fresh controller (after an engine fault,
+        once `fail_all` has answered everything the old engine held). Queued requests and
+        the inbox carry over; the old controller's state described the old engine."""
+        if self.running:
+            raise RuntimeError(
+                f"replace_engine with {len(self.running)} requests still on the old engine"
+            )
+        self.engine, self.controller = engine, controller
+        self.last_stats = None
+
     def fail_all(self, message: str) -> None:
         """Give every queued and running request a final error (engine fault, shutdown)."""
         self._drain_inbox()
