@@ -168,6 +168,8 @@ def test_pauses_reach_the_controller_and_adaptive_backs_off(stand_in_trtllm, tmp
         serve(core, sinks, timeout_s=60.0)
         assert all(s.final.finish_reason == FinishReason.LENGTH for s in sinks.values())
         assert all(len(s.tokens) == 200 for s in sinks.values())
+        idle = drain_until_idle(core)  # every iteration's stats are in
+        assert idle.used_num_blocks == 0 and idle.free_num_blocks == idle.max_num_blocks
         paused_at = [i for i, (s, *_) in enumerate(ctl.updates) if s.num_new_pauses > 0]
         assert paused_at, "no iteration reported a pause to the controller"
         assert core.counters.paused_total == sum(s.num_new_pauses for s, *_ in ctl.updates)
@@ -176,8 +178,6 @@ def test_pauses_reach_the_controller_and_adaptive_backs_off(stand_in_trtllm, tmp
         # adaptive backs off in the update of the pause itself: both KV budgets shrink
         after = ctl.updates[i][3]
         assert after[0] < before[0] and after[1] < before[1]
-        idle = drain_until_idle(core)
-        assert idle.used_num_blocks == 0 and idle.free_num_blocks == idle.max_num_blocks
     finally:
         eng.shutdown()
 

@@ -337,3 +337,21 @@ def test_model_config_and_factory_build_the_executor(stand_in_trtllm, tmp_path):
         assert eng._ex.config.scheduler_config.capacity_scheduler_policy.name == "MAX_UTILIZATION"
     finally:
         eng.shutdown()
+
+
+def test_stand_in_bindings_details(stand_in_trtllm, tmp_path):
+    tle = stand_in_trtllm.bindings.executor
+    r = tle.Request([1, 2], 3)
+    assert r.request_type is tle.RequestType.REQUEST_TYPE_CONTEXT_AND_GENERATION
+    r = tle.Request([1, 2], 3, type=tle.RequestType.REQUEST_TYPE_CONTEXT_ONLY)
+    assert r.request_type is tle.RequestType.REQUEST_TYPE_CONTEXT_ONLY
+    with pytest.raises(TypeError):
+        tle.Request([1, 2], 3, type="context")
+    resp = tle.Response(7, "boom", 3)
+    with pytest.raises(AttributeError):
+        resp.request_id = 8  # read-only in the bindings
+    ex = tle.Executor(engine_dir(tmp_path), tle.ModelType.DECODER_ONLY, tle.ExecutorConfig())
+    try:
+        assert ex.get_latest_request_stats() == [] and ex.is_participant()
+    finally:
+        ex.shutdown()

@@ -241,3 +241,11 @@ def test_serving_core_drives_the_llm_under_a_limit(stand_in_trtllm, tmp_path):
         assert core.counters.completed == 5
     finally:
         eng.shutdown()
+
+
+def test_stand_in_waiting_queue_policy_is_an_enum(stand_in_trtllm):
+    llmapi = stand_in_trtllm.llmapi
+    assert llmapi.SchedulerConfig().waiting_queue_policy is llmapi.WaitingQueuePolicy.FCFS
+    assert llmapi.SchedulerConfig(waiting_queue_policy="fcfs").waiting_queue_policy == "fcfs"
+    with pytest.raises(llmapi.ValidationError):
+        llmapi.SchedulerConfig(waiting_queue_policy="lifo")

@@ -101,6 +101,12 @@ class ContextChunkingPolicy(enum.Enum):
     EQUAL_PROGRESS = 1
 
 
+class RequestType(enum.Enum):
+    REQUEST_TYPE_CONTEXT_AND_GENERATION = 0
+    REQUEST_TYPE_CONTEXT_ONLY = 1
+    REQUEST_TYPE_GENERATION_ONLY = 2
+
+
 class FinishReason(enum.Enum):
     NOT_FINISHED = 0
     END_ID = 1
@@ -362,10 +368,13 @@ class Request:
         _check(f, "end_id", v["end_id"], (int,), optional=True)
         _check(f, "pad_id", v["pad_id"], (int,), optional=True)
         _check(f, "client_id", v["client_id"], (int,), optional=True)
+        _check(f, "type", v["type"], (RequestType,), optional=True)
         self.input_token_ids = list(input_token_ids)
         self.max_tokens = max_tokens
         v["sampling_config"] = v["sampling_config"] or SamplingConfig()
         v["output_config"] = v["output_config"] or OutputConfig()
+        # the keyword is `type`, the property `request_type` (request.cpp)
+        self.request_type = v.pop("type") or RequestType.REQUEST_TYPE_CONTEXT_AND_GENERATION
         for k, val in v.items():
             setattr(self, k, val)
 
@@ -389,10 +398,19 @@ class Response:
     def __init__(
         self, request_id: int, result_or_error: Any, client_id: Optional[int] = None
     ) -> None:
-        self.request_id = request_id
-        self.client_id = client_id
+        self._request_id = request_id
+        self._client_id = client_id
         self._result = result_or_error if isinstance(result_or_error, Result) else None
         self._error = result_or_error if isinstance(result_or_error, str) else None
+
+    # read-only, as in the bindings (def_property_readonly)
+    @property
+    def request_id(self) -> int:
+        return self._request_id
+
+    @property
+    def client_id(self) -> Optional[int]:
+        return self._client_id
 
     def has_error(self) -> bool:
         return self._error is not None
@@ -598,6 +616,18 @@ class Executor:
 
     def get_latest_iteration_stats(self) -> list:
         return [IterationStats._from_sim(d) for d in self.stand_in_engine.take_stats()]
+
+    def get_latest_request_stats(self) -> list:
+        return []  # request_stats_max_iterations defaults to 0: none are kept
+
+    def get_latest_debug_tensors(self) -> list:
+        return []
+
+    def get_kv_cache_event_manager(self) -> Any:
+        return None  # only with KvCacheConfig(event_buffer_max_size > 0)
+
+    def is_participant(self) -> bool:
+        return True  # a single process is always a participant
 
     def can_enqueue_requests(self) -> bool:
         return not self._shutdown
