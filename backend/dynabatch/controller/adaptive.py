@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
@@ -20,6 +22,7 @@ from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sa
 from .kv_capacity import CAPACITY_UNKNOWN, CapacityTracker
 from .kv_forecast import SurvivalTable
 from .latency_fit import StepLatencyFit
+from .registry import Bounds, params_of
 
 # The SLO is on each request's TPOT (its mean step latency). The controller fits the step
 # latency t = a + b n + c x (x: prefill tokens) over recent iterations, and learns from
@@ -379,3 +382,24 @@ class AdaptiveController:
 
 def _finite(value: float, cap: int) -> float:
     return float(cap) if value != value or value > cap else float(math.floor(value))
+
+
+_ADAPTIVE_PARAMS = (
+    "kv_target_fraction",
+    "kv_overflow_prob",
+    "length_window",
+    "tpot_sla_ms",
+    "tpot_percentile",
+    "pause_backoff",
+    "pause_recovery_s",
+    "kv_probe_max",
+    "limit_tolerance",
+    "stabilization_s",
+    "ttft_sla_s",
+    "forecast_overflow_prob",
+)
+
+
+@params_of(*_ADAPTIVE_PARAMS)
+def build(p: Mapping[str, Any], b: Bounds) -> AdaptiveController:
+    return AdaptiveController(lower=b.lower, upper=b.upper, **{k: p[k] for k in _ADAPTIVE_PARAMS})

@@ -9,11 +9,14 @@ baselines: keep them exactly as written, improvements belong in adaptive.py.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from ..types import ControlInput, RequestState
 from .base import LimitDecision
 from .common import Ewma, SingleBound, batch_sample, clamp, tpot_sample_ms
 from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 
 class PaperMemoryController(SingleBound):
@@ -147,3 +150,35 @@ class PaperController:
         return LimitDecision(
             self.b, {"memory": float(m), "sla": float(s)}, "memory" if m <= s else "sla"
         )
+
+
+_SLA_PARAMS = (
+    "tpot_sla_ms",
+    "tpot_sla_tolerance_ms",
+    "sla_window_alpha",
+    "sla_step_delta",
+    "sla_smoothing",
+)
+
+
+@params_of("memory_factor")
+def build_memory(p: Mapping[str, Any], b: Bounds) -> PaperMemoryController:
+    return PaperMemoryController(memory_factor=p["memory_factor"], lower=b.lower, upper=b.upper)
+
+
+@params_of(*_SLA_PARAMS)
+def build_sla(p: Mapping[str, Any], b: Bounds) -> PaperSlaController:
+    return PaperSlaController(
+        d_sla_ms=p["tpot_sla_ms"],
+        eps_ms=p["tpot_sla_tolerance_ms"],
+        alpha=p["sla_window_alpha"],
+        delta=p["sla_step_delta"],
+        smoothing=p["sla_smoothing"],
+        lower=b.lower,
+        upper=b.upper,
+    )
+
+
+@params_of("memory_factor", *_SLA_PARAMS)
+def build_paper(p: Mapping[str, Any], b: Bounds) -> PaperController:
+    return PaperController(build_memory(p, b), build_sla(p, b))

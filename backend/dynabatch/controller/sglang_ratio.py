@@ -18,10 +18,14 @@ is assumed to look like the mean running request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..types import ControlInput
 from .base import LimitDecision
 from .common import SingleBound, clamp
 from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 RETRACT_DECODE_STEPS = 20
 
@@ -94,3 +98,20 @@ class SglangRatioController(SingleBound):
         if self.capacity.current is None:
             return unknown_decision(self.b)
         return super().decision
+
+
+@params_of(
+    "sglang_init_ratio",
+    "sglang_min_ratio_factor",
+    "sglang_decay_steps",
+    "sglang_clip_max_new_tokens",
+)
+def build(p: Mapping[str, Any], b: Bounds) -> SglangRatioController:
+    return SglangRatioController(
+        init_ratio=p["sglang_init_ratio"],
+        min_ratio_factor=p["sglang_min_ratio_factor"],
+        decay_steps=p["sglang_decay_steps"],
+        clip_max_new_tokens=p["sglang_clip_max_new_tokens"],
+        lower=b.lower,
+        upper=b.upper,
+    )

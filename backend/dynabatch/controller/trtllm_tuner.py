@@ -23,12 +23,15 @@ It never looks at what the cache actually holds: it is open loop.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from itertools import islice
+from typing import Any
 
 from ..types import ControlInput
 from .base import LimitDecision
 from .common import SingleBound
 from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
 FALLBACK_GRANULARITY = 512
@@ -102,3 +105,8 @@ class TrtllmTunerController(SingleBound):
         self._out.append(max_new)
         self._in_sum += prompt_len
         self._out_sum += max_new
+
+
+@params_of("tuner_window")
+def build(p: Mapping[str, Any], b: Bounds) -> TrtllmTunerController:
+    return TrtllmTunerController(window=p["tuner_window"], lower=b.lower, upper=b.upper)
