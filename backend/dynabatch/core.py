@@ -9,7 +9,6 @@ an inbox); everything else runs on the thread that calls `step()`.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -26,9 +25,6 @@ from .types import (
     RequestState,
     TokenEvent,
 )
-
-log = logging.getLogger("dynabatch.core")
-
 
 class ResponseSink(Protocol):
     """Receives a request's events; the event with `finished=True` is the last call."""
