@@ -26,6 +26,7 @@ from .types import (
     TokenEvent,
 )
 
+
 class ResponseSink(Protocol):
     """Receives a request's events; the event with `finished=True` is the last call."""
 
