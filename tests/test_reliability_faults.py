@@ -27,6 +27,9 @@ FAULTY = dict(
 )
 
 
+EXIT_TIMEOUT_S = 5  # the private servers' --exit-timeout-secs (reliability/procs.py)
+
+
 class Client:
     def __init__(self, url):
         self.channel = grpc.insecure_channel(url)
@@ -169,9 +172,10 @@ def test_server_exits_promptly_after_an_engine_fault(tmp_path, sig, kind):
         c.send("trigger", [1, 2, 3], 400, params={"inject_fault": kind, "fault_stall_s": 600})
         assert victim.done.wait(10) and victim.finals == 1 and victim.errors, victim
         c.close()
-        took = stop_with(server, sig, bound_s=5 + 10)
+        took = stop_with(server, sig, bound_s=EXIT_TIMEOUT_S + 10)
         print(f"\n{signal.Signals(sig).name} after a '{kind}' fault: server exited in {took:.1f} s")
-        assert took < 4, f"tritonserver took {took} s to exit after {sig!r}"
+        # had the model held anything open, Triton would wait its whole exit timeout
+        assert took < EXIT_TIMEOUT_S, f"tritonserver took {took} s to exit after {sig!r}"
     finally:
         server.stop()
 
@@ -213,8 +217,8 @@ def test_stub_crash_is_reported_and_a_reload_recovers(tmp_path):
         again = c.send("again", [1, 2], 4)
         assert again.done.wait(20) and again.tokens == 4 and not again.errors, again
         c.close()
-        took = stop_with(server, signal.SIGTERM, bound_s=5 + 10)
+        took = stop_with(server, signal.SIGTERM, bound_s=EXIT_TIMEOUT_S + 10)
         print(f"stub crash: server exited {took:.1f} s after SIGTERM")
-        assert took < 15
+        assert took != float("inf"), "tritonserver did not exit (killed after the bound)"
     finally:
         server.stop()
