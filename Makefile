@@ -12,7 +12,7 @@ lint: setup            ## ruff (lint and format), mypy (pyproject.toml [tool.myp
 demo: setup            ## live static-vs-dynamic comparison through a real tritonserver
 	@.venv/bin/python scripts/demo
 
-test: setup lint       ## lint, then the whole suite: unit, property, real-tritonserver and reliability tests
+test: setup lint       ## lint (ruff, mypy), then the whole suite: unit, property, real-tritonserver and reliability tests
 	@.venv/bin/python -m pytest -q -ra
 
 test-quick: setup      ## everything except the slow reliability runs
