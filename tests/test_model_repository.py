@@ -45,3 +45,30 @@ def test_config_pbtxt_parameters_are_declared_and_load(model):
     assert isinstance(cfg, ModelConfig)
     assert cfg.policy == params.get("batch_policy", "adaptive")
     assert cfg.max_batch_size == int(params["max_batch_size"])
+
+
+def _other_value(spec):
+    """A valid value other than the default (None when the spec has none to offer)."""
+    if spec.choices:
+        return next((c for c in spec.choices if c != spec.default), None)
+    if spec.kind is bool:
+        return "false" if spec.default else "true"
+    if spec.kind in (int, float):
+        value = spec.default + 1
+        if spec.max is not None and value > spec.max:
+            value = spec.default - 1
+        return str(value)
+    return None
+
+
+def test_every_model_parameter_reaches_the_model_config():
+    """ModelConfig is assembled by hand from MODEL_PARAMS: each one must change it."""
+    from dynabatch.config import MODEL_PARAMS
+
+    base = load_config({})
+    for spec in MODEL_PARAMS:
+        if spec.name == "engine":  # the TensorRT-LLM engines need a model path
+            continue
+        value = _other_value(spec)
+        assert value is not None, f"no test value for {spec.name}"
+        assert load_config({spec.name: value}) != base, f"{spec.name} does not reach ModelConfig"
