@@ -108,7 +108,7 @@ def make_policy_controller(
     if spec.policy == "oracle":
         return OracleController(
             admission_order,
-            engine.kv_capacity,
+            getattr(engine, "clairvoyant_kv_capacity", None) or engine.kv_capacity,
             max_batch_size,
             getattr(engine, "max_num_tokens", 8192),
         )

@@ -61,7 +61,13 @@ class VirtualStandinEngine:
 
     @property
     def kv_capacity(self) -> KvCapacity | None:
-        return self.adapter.kv_capacity
+        return self.adapter.kv_capacity  # unknown until the first iteration, as on a GPU
+
+    @property
+    def clairvoyant_kv_capacity(self) -> KvCapacity:
+        """The pool the stand-in will report: only for the benchmark's oracle, which
+        knows every request's future anyway."""
+        return self.loop.exe.kv_capacity
 
     # ---- Engine protocol ------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> None:
