@@ -14,6 +14,7 @@ from dynabatch.core import ServingCore
 from dynabatch.engines.base import EngineError, KvCapacity
 from dynabatch.gate import AdmissionGate
 from dynabatch.types import FinishReason, GenerationRequest, IterationStats, TokenEvent
+from stats_builder import iteration_stats
 
 
 class OneTokenEngine:
@@ -55,18 +56,13 @@ class OneTokenEngine:
             if done:
                 del self.live[rid]
         self.stats.append(
-            IterationStats(
+            iteration_stats(
                 iter=len(self.stats),
-                timestamp=self.t,
-                iter_latency_ms=10.0,
-                num_active_requests=len(self.live),
-                num_queued_requests=0,
-                num_completed_requests=0,
+                t=self.t,
+                latency=10.0,
+                total=100,
+                gen=len(self.live),
                 max_num_active_requests=self.max_batch_size,
-                max_num_blocks=100,
-                free_num_blocks=100,
-                used_num_blocks=0,
-                tokens_per_block=16,
             )
         )
 
