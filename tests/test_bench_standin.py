@@ -42,3 +42,10 @@ def test_tensorrt_llm_on_a_virtual_clock_needs_the_stand_in():
         make_bench_engine(
             "zero-latency", capacity_policy=MAXU, max_batch_size=8, engine="trtllm_executor"
         )
+
+
+def test_cli_says_what_is_missing_without_standin(capsys):
+    from dynabatch.cli import main
+
+    assert main(["bench", "--trace", "conv", "--first-n", "5", "--engine", "trtllm_llmapi"]) == 2
+    assert "--standin" in capsys.readouterr().err

@@ -182,6 +182,13 @@ def cmd_bench(args) -> int:
     except WorkloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.engine != "simulated" and not args.standin:
+        print(
+            f"error: --engine {args.engine} runs TensorRT-LLM in real time only; add "
+            "--standin to benchmark its adapter on the repository's stand-in",
+            file=sys.stderr,
+        )
+        return 2
     profiles = args.profile or [DEFAULT_PROFILE]
     rows, _ = run_matrix(workloads, profiles, args, plot_dir=args.plot)
     print(format_table(rows))
