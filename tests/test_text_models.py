@@ -12,18 +12,11 @@ import urllib.request
 
 import numpy as np
 import pytest
-from dynabatch.text.tokenizer_dir import SHIPPED_TOKENIZER_DIR
-from text_client import TextStream, text_inputs
-from tokenizers import Tokenizer
-from triton_server import Stream
+from text_client import FAST, PROMPT, TOKENIZER, TextStream, clean_prefix, fresh_ids, text_inputs
 
 pytestmark = pytest.mark.server
 
-FAST = dict(sim_time_scale=0.2, max_batch_size=16, metrics_interval_ms=50)
-PROMPT = "Hello! How does dynamic batching work?"
 EOS = 0  # <|endoftext|>, the shipped tokenizer's eos id
-
-TOKENIZER = Tokenizer.from_file(str(SHIPPED_TOKENIZER_DIR / "tokenizer.json"))
 
 
 @pytest.fixture(scope="module")
@@ -32,39 +25,6 @@ def server(triton):
     for name in ("preprocessing", "postprocessing", "ensemble", "tensorrt_llm_bls"):
         triton.load(name)
     return triton
-
-
-RELOADS = iter(range(10**6))
-
-
-def reload_engine(server) -> None:
-    """A new `tensorrt_llm` instance: Triton reloads a model only when its config
-    changed, so each reload gets a different (harmless) metrics interval."""
-    server.load("tensorrt_llm", **{**FAST, "metrics_interval_ms": 50 + next(RELOADS) % 2})
-
-
-def fresh_ids(server, max_tokens: int) -> list[int]:
-    """The ids the first request after a reload gets (sent as ids, end_id = eos)."""
-    reload_engine(server)
-    s = Stream(server.grpc_url)
-    try:
-        ids = TOKENIZER.encode(PROMPT).ids
-        s.send("direct", ids, max_tokens, streaming=False, end_id=np.array([[EOS]], np.int32))
-        s.wait(lambda: "direct" in s.finished)
-    finally:
-        s.close()
-    assert not s.errors
-    reload_engine(server)  # the next request is number 1 again
-    return s.tokens["direct"]
-
-
-def clean_prefix(ids: list[int]) -> int:
-    """Tokens from the start that each decode to whole characters, so any split of them
-    into streamed responses decodes to the same text."""
-    n = 0
-    while n < len(ids) and "\ufffd" not in TOKENIZER.decode([ids[n]]):
-        n += 1
-    return n
 
 
 def post(server, model: str, endpoint: str, body: dict) -> tuple[int, str]:

@@ -6,6 +6,15 @@ import queue
 import time
 
 import numpy as np
+from dynabatch.text.tokenizer_dir import SHIPPED_TOKENIZER_DIR
+from tokenizers import Tokenizer
+from triton_server import Stream
+
+FAST = dict(sim_time_scale=0.2, max_batch_size=16, metrics_interval_ms=50)
+PROMPT = "Hello! How does dynamic batching work?"
+# Read with the `tokenizers` library directly: expectations do not go through
+# dynabatch's own tokenizer code.
+TOKENIZER = Tokenizer.from_file(str(SHIPPED_TOKENIZER_DIR / "tokenizer.json"))
 
 
 class TextStream:
@@ -85,3 +94,37 @@ def text_inputs(prompt: str, max_tokens: int, stream: bool, **extra) -> dict:
     }
     inputs.update(extra)
     return inputs
+
+
+RELOADS = iter(range(1, 10**6))
+
+
+def reload_engine(server) -> None:
+    """A new `tensorrt_llm` instance: Triton reloads a model only when its config
+    changed, so each reload gets a metrics interval no config had before (50.00n ms)."""
+    interval = f"{50 + next(RELOADS) / 1000:.3f}"
+    server.load("tensorrt_llm", **{**FAST, "metrics_interval_ms": interval})
+
+
+def fresh_ids(server, max_tokens: int) -> list[int]:
+    """The ids the first request after a reload gets (sent as ids, end_id = eos)."""
+    reload_engine(server)
+    s = Stream(server.grpc_url)
+    try:
+        ids = TOKENIZER.encode(PROMPT).ids
+        s.send("direct", ids, max_tokens, streaming=False, end_id=np.array([[0]], np.int32))
+        s.wait(lambda: "direct" in s.finished)
+    finally:
+        s.close()
+    assert not s.errors
+    reload_engine(server)  # the next request is number 1 again
+    return s.tokens["direct"]
+
+
+def clean_prefix(ids: list[int]) -> int:
+    """Tokens from the start that each decode to whole characters, so any split of them
+    into streamed responses decodes to the same text."""
+    n = 0
+    while n < len(ids) and "\ufffd" not in TOKENIZER.decode([ids[n]]):
+        n += 1
+    return n
