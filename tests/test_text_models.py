@@ -7,6 +7,9 @@ numbers its requests from 1 and the simulated tokens depend only on that number,
 first request after a reload gets the same ids whether it came as ids or as text."""
 
 import json
+import os
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 
@@ -189,3 +192,21 @@ def test_wrong_type_gets_tritons_error_and_server_stays_ready(server, model):
         s.close()
     assert "max_tokens" in s.errors["bad"] and "FP32" in s.errors["bad"]
     assert server.is_ready(model)
+
+
+E2E_CLIENT = os.environ.get("DYNABATCH_E2E_CLIENT", "")
+
+
+@pytest.mark.skipif(
+    not os.path.isfile(E2E_CLIENT),
+    reason="set DYNABATCH_E2E_CLIENT to TensorRT-LLM's end_to_end_grpc_client.py (not vendored)",
+)
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
+@pytest.mark.parametrize("streaming", [False, True])
+def test_tensorrt_llms_end_to_end_client_runs_unmodified(server, model, streaming):
+    cmd = [sys.executable, E2E_CLIENT, "-u", server.grpc_url, "-p", PROMPT, "-o", "8"]
+    cmd += ["--model-name", model] + (["--streaming"] if streaming else [])
+    run = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr[-2000:]
+    assert "Received an error" not in run.stdout
+    assert run.stdout.strip().splitlines()[-1]  # the answer's text

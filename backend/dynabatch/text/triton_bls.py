@@ -146,7 +146,7 @@ class TritonPythonModel:
                 log.debug("stop %s: %s", engine_id, response.error().message())
 
     def _response(self, text: str, bls: BlsRequest, generated: int) -> Any:
-        tensors = [pb_utils.Tensor("text_output", np.array([[text.encode("utf-8")]], object))]
+        tensors = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], object))]
         if bls.return_num_input_tokens:
             n_in = np.array([[len(bls.prompt_ids)]], np.int32)
             tensors.append(pb_utils.Tensor("num_input_tokens", n_in))

@@ -27,6 +27,9 @@ class TritonPythonModel:
             tokens = pb_utils.get_input_tensor_by_name(request, "TOKENS_BATCH").as_numpy()
             lengths = pb_utils.get_input_tensor_by_name(request, "SEQUENCE_LENGTH").as_numpy()
             text = decode_batch(self.tokenizer, tokens, lengths, self.skip_special_tokens)
+            # flat [batch x beams], as TensorRT-LLM's postprocessing sends it: clients
+            # (end_to_end_grpc_client.py) read text_output[0] as one string
+            text = text.reshape(-1)
             responses.append(
                 pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", text)])
             )
