@@ -80,7 +80,8 @@ def create_app(config: FrontendConfig) -> FastAPI:
 
     @app.get("/health/ready")
     async def ready() -> PlainTextResponse:
-        ok = all([await triton().is_ready(m) for m in config.models])
+        # ready while at least one offered model can serve (/v1/models lists which)
+        ok = any([await triton().is_ready(m) for m in config.models])
         return PlainTextResponse("ready" if ok else "not ready", status_code=200 if ok else 503)
 
     @app.get("/v1/models")
