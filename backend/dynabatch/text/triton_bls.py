@@ -104,7 +104,10 @@ class TritonPythonModel:
         # The iterator ends after tensorrt_llm's final response.
         for response in upstream.exec(decoupled=True):
             if stopped_upstream:
-                continue  # drain what tensorrt_llm still sends for the stopped request
+                # drain what tensorrt_llm still sends for the stopped request; its tokens
+                # were generated, so they count in num_output_tokens
+                generated += 0 if response.has_error() else len(_tokens(response))
+                continue
             if response.has_error():
                 _send_error(sender, response.error().message(), invalid=False)
                 return
