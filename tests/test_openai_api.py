@@ -135,3 +135,29 @@ def test_openai_client_raises_on_unknown_chat_model(client):
     with pytest.raises(openai.NotFoundError) as err:
         client.chat.completions.create(model="gpt-4", messages=MESSAGES)
     assert err.value.body["code"] == "model_not_found"
+
+
+def test_client_leaving_a_stream_ends_the_generation(triton, frontend):
+    """A client that disconnects mid-stream: the frontend cancels the Triton request and
+    tensorrt_llm ends it long before max_tokens would have been reached. (Through the
+    BLS: Triton 2.51 does not pass a cancellation on to an ensemble's steps.)"""
+    import http.client
+
+    from triton_server import wait_for
+
+    conn = http.client.HTTPConnection("127.0.0.1", frontend.port, timeout=30)
+    body = {"model": "tensorrt_llm_bls", "messages": MESSAGES, "max_tokens": 2000, "stream": True}
+    headers = {"Content-Type": "application/json"}
+    conn.request("POST", "/v1/chat/completions", json.dumps(body), headers)
+    resp = conn.getresponse()
+    assert resp.status == 200
+    seen = b""
+    while seen.count(b"data: ") < 3:  # a few streamed events: the request is running
+        seen += resp.read1(4096)
+    active = lambda: triton.metric("nv_trt_llm_request_metrics", request_type="active")
+    used = lambda: triton.metric("nv_trt_llm_kv_cache_block_metrics", kv_cache_block_type="used")
+    wait_for(lambda: active() == 1, timeout=5)
+    conn.sock.close()  # leave without reading the rest
+    conn.close()
+    # 2000 tokens at ~4 ms a step would take ~8 s; the request ends much sooner
+    wait_for(lambda: active() == 0 and used() == 0, timeout=4)

@@ -166,6 +166,7 @@ def create_app(config: FrontendConfig) -> FastAPI:
         return f"data: {json.dumps(obj)}\n\n"
 
     async def stream(
+        http_request: Request,
         first: dict | None,
         chunk_of,
         req: TextRequest,
@@ -178,6 +179,9 @@ def create_app(config: FrontendConfig) -> FastAPI:
             if first is not None:
                 yield sse({**envelope, "choices": [first]})
             async for delta in run(req, declared, usage):
+                if await http_request.is_disconnected():
+                    # the client left: leaving `run` cancels the Triton request
+                    return
                 yield sse({**envelope, "choices": [chunk_of(delta, None)]})
             yield sse({**envelope, "choices": [chunk_of("", usage.finish_reason)]})
             if include_usage:
@@ -187,7 +191,7 @@ def create_app(config: FrontendConfig) -> FastAPI:
         yield "data: [DONE]\n\n"
 
     @app.post("/v1/completions")
-    async def completions(body: CompletionRequest) -> Any:
+    async def completions(body: CompletionRequest, http_request: Request) -> Any:
         req, declared = await prepare(body, body.prompt_text())
         envelope = {
             "id": f"cmpl-{uuid.uuid4().hex}",
@@ -201,7 +205,7 @@ def create_app(config: FrontendConfig) -> FastAPI:
                 return {"index": 0, "text": delta, "logprobs": None, "finish_reason": finish}
 
             return StreamingResponse(
-                stream(None, chunk, req, declared, body.include_usage(), envelope),
+                stream(http_request, None, chunk, req, declared, body.include_usage(), envelope),
                 media_type="text/event-stream",
             )
         usage = _Usage()
@@ -210,7 +214,7 @@ def create_app(config: FrontendConfig) -> FastAPI:
         return {**envelope, "choices": [choice], "usage": usage.as_dict()}
 
     @app.post("/v1/chat/completions")
-    async def chat(body: ChatCompletionRequest) -> Any:
+    async def chat(body: ChatCompletionRequest, http_request: Request) -> Any:
         messages = [{"role": m.role, "content": m.text()} for m in body.messages]
         try:
             prompt = tokenizer.apply_chat_template(messages, add_generation_prompt=True)
@@ -238,7 +242,7 @@ def create_app(config: FrontendConfig) -> FastAPI:
                 "finish_reason": None,
             }
             return StreamingResponse(
-                stream(first, chunk, req, declared, body.include_usage(), envelope),
+                stream(http_request, first, chunk, req, declared, body.include_usage(), envelope),
                 media_type="text/event-stream",
             )
         usage = _Usage()
