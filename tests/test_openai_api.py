@@ -78,8 +78,7 @@ def test_completion_not_streamed(triton, client, model):
     r = client.completions.create(model=model, prompt="Hello there", max_tokens=10)
     assert r.choices[0].text == TOKENIZER.decode(ids)
     assert r.usage.prompt_tokens == len(TOKENIZER.encode("Hello there").ids)
-    if model == "tensorrt_llm_bls":  # the ensemble reports no counts (estimated)
-        assert r.usage.completion_tokens == len(ids)
+    assert r.usage.completion_tokens == len(ids)
 
 
 def test_stop_ends_the_chat_completion(triton, client):

@@ -71,10 +71,14 @@ class TextStream:
                 self.chunks.setdefault(resp.id, []).extend(
                     t.decode("utf-8") for t in text.reshape(-1)
                 )
-            for name in ("num_input_tokens", "num_output_tokens"):
-                value = result.as_numpy(name)
-                if value is not None:
-                    self.outputs.setdefault(resp.id, {})[name] = int(value.reshape(-1)[0])
+            counts = self.outputs.setdefault(resp.id, {})
+            n_in, n_out = result.as_numpy("num_input_tokens"), result.as_numpy("num_output_tokens")
+            if n_in is not None:
+                counts["num_input_tokens"] = int(n_in.reshape(-1)[0])
+            if n_out is not None:  # per response: they add up to the total
+                counts["num_output_tokens"] = counts.get("num_output_tokens", 0) + int(
+                    n_out.reshape(-1)[0]
+                )
             final = resp.parameters.get("triton_final_response")
             if final is not None and final.bool_param:
                 self.finished.add(resp.id)

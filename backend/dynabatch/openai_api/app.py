@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, PlainTextResponse, StreamingResponse
 
 from dynabatch.openai_api.errors import OpenAIError, from_triton, model_not_found
 from dynabatch.openai_api.protocol import ChatCompletionRequest, CompletionRequest, _Common
-from dynabatch.openai_api.upstream import TextChunk, TextRequest, TritonText, UpstreamError
+from dynabatch.openai_api.upstream import TextRequest, TritonText, UpstreamError
 from dynabatch.text.bls import StopStrings
 from dynabatch.text.tokenizer import TextTokenizer
 
@@ -137,10 +137,14 @@ def create_app(config: FrontendConfig) -> FastAPI:
         applied here too, for models (the ensemble) that cannot apply them."""
         stops = StopStrings(req.stop_words)
         text = ""
-        last: TextChunk | None = None
+        prompt_tokens: int | None = None
+        counted: int | None = None  # num_output_tokens: per response, they add up
         try:
             async for chunk in triton().generate(req, declared):
-                last = chunk
+                if chunk.num_input_tokens is not None:
+                    prompt_tokens = chunk.num_input_tokens
+                if chunk.num_output_tokens is not None:
+                    counted = (counted or 0) + chunk.num_output_tokens
                 delta = stops.feed(chunk.text, final=chunk.final)
                 text += delta
                 if delta:
@@ -150,12 +154,9 @@ def create_app(config: FrontendConfig) -> FastAPI:
         except UpstreamError as e:
             raise from_triton(str(e)) from None
         usage.prompt_tokens = (
-            last.num_input_tokens
-            if last and last.num_input_tokens is not None
-            else len(tokenizer.encode(req.prompt))
+            prompt_tokens if prompt_tokens is not None else len(tokenizer.encode(req.prompt))
         )
-        counted = last.num_output_tokens if last else None
-        # the ensemble reports no counts: the text, re-encoded, is the best estimate
+        # a model that reports no counts: the text, re-encoded, is the best estimate
         usage.completion_tokens = (
             counted if counted is not None else len(tokenizer.encode(text, False))
         )

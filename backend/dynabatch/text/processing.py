@@ -102,3 +102,10 @@ def decode_batch(
             text = tokenizer.decode(tokens[b, beam, :n].tolist(), skip_special_tokens)
             out[b, beam] = text.encode("utf-8")
     return out
+
+
+def output_counts(tokens: np.ndarray, sequence_length: np.ndarray) -> np.ndarray:
+    """[batch, 1] tokens per request in this response (the first beam's length)."""
+    lengths = np.asarray(sequence_length).reshape(tokens.shape[0], -1)[:, :1]
+    width = tokens.shape[-1]
+    return np.clip(lengths, 0, width).astype(np.int32)

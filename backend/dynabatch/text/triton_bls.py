@@ -100,6 +100,13 @@ class TritonPythonModel:
         decoder = IncrementalDecoder(self.tokenizer, self.skip_special_tokens)
         stops = StopStrings(bls.stop_words)
         generated = 0
+        reported = 0  # num_output_tokens per response: the tokens since the last one
+
+        def respond(text: str, final: bool) -> None:
+            nonlocal reported
+            sender.send(self._response(text, bls, generated - reported), flags=_flags(final))
+            reported = generated
+
         stopped_upstream = False
         # The iterator ends after tensorrt_llm's final response.
         for response in upstream.exec(decoupled=True):
@@ -118,7 +125,7 @@ class TritonPythonModel:
                 self._stop_upstream(engine_id)
                 stopped_upstream = True
             if bls.stream and text and not sender.is_cancelled():
-                sender.send(self._response(text, bls, generated), flags=0)
+                respond(text, final=False)
         if not stops.stopped:
             tail = stops.feed(decoder.add([], final=True), final=True)
         else:
@@ -126,10 +133,10 @@ class TritonPythonModel:
         if sender.is_cancelled():
             return
         if bls.stream:
-            sender.send(self._response(tail, bls, generated), flags=_flags(True))
+            respond(tail, final=True)
         else:
             full = stops.text[: stops.sent]
-            sender.send(self._response(full, bls, generated), flags=_flags(True))
+            respond(full, final=True)
 
     def _stop_upstream(self, engine_id: str) -> None:
         """`stop`=true with the same request id ends the running request and frees its
@@ -148,13 +155,13 @@ class TritonPythonModel:
             if response.has_error():  # already finished: nothing left to stop
                 log.debug("stop %s: %s", engine_id, response.error().message())
 
-    def _response(self, text: str, bls: BlsRequest, generated: int) -> Any:
+    def _response(self, text: str, bls: BlsRequest, new_tokens: int) -> Any:
         tensors = [pb_utils.Tensor("text_output", np.array([text.encode("utf-8")], object))]
         if bls.return_num_input_tokens:
             n_in = np.array([[len(bls.prompt_ids)]], np.int32)
             tensors.append(pb_utils.Tensor("num_input_tokens", n_in))
         if bls.return_num_output_tokens:
-            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[generated]], np.int32)))
+            tensors.append(pb_utils.Tensor("num_output_tokens", np.array([[new_tokens]], np.int32)))
         return pb_utils.InferenceResponse(output_tensors=tensors)
 
 

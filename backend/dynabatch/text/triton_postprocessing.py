@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from dynabatch.text.processing import decode_batch
+from dynabatch.text.processing import decode_batch, output_counts
 from dynabatch.text.tokenizer import TextTokenizer
 from dynabatch.text.triton_common import flag, model_parameters
 
@@ -30,7 +30,9 @@ class TritonPythonModel:
             # flat [batch x beams], as TensorRT-LLM's postprocessing sends it: clients
             # (end_to_end_grpc_client.py) read text_output[0] as one string
             text = text.reshape(-1)
-            responses.append(
-                pb_utils.InferenceResponse(output_tensors=[pb_utils.Tensor("OUTPUT", text)])
-            )
+            outputs = [
+                pb_utils.Tensor("OUTPUT", text),
+                pb_utils.Tensor("NUM_OUTPUT_TOKENS", output_counts(tokens, lengths)),
+            ]
+            responses.append(pb_utils.InferenceResponse(output_tensors=outputs))
         return responses
