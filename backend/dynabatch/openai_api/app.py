@@ -7,6 +7,7 @@ import json
 import time
 import uuid
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -46,9 +47,16 @@ class _Usage:
 
 
 def create_app(config: FrontendConfig) -> FastAPI:
-    app = FastAPI(title="dynabatch OpenAI-compatible frontend")
     tokenizer = TextTokenizer.load(config.tokenizer_dir)
     state: dict[str, Any] = {}
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        yield
+        if "triton" in state:
+            await state["triton"].close()
+
+    app = FastAPI(title="dynabatch OpenAI-compatible frontend", lifespan=lifespan)
 
     def triton() -> TritonText:
         if "triton" not in state:  # created inside the server's event loop
@@ -60,11 +68,6 @@ def create_app(config: FrontendConfig) -> FastAPI:
         if model not in cache:
             cache[model] = await triton().model_inputs(model)
         return cache[model]
-
-    @app.on_event("shutdown")
-    async def _close() -> None:
-        if "triton" in state:
-            await state["triton"].close()
 
     @app.exception_handler(OpenAIError)
     async def _openai_error(_: Request, exc: OpenAIError) -> JSONResponse:
