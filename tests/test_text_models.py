@@ -211,3 +211,24 @@ def test_tensorrt_llms_end_to_end_client_runs_unmodified(server, model, streamin
     assert run.returncode == 0, run.stderr[-2000:]
     assert "Received an error" not in run.stdout
     assert run.stdout.strip().splitlines()[-1]  # the answer's text
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
+def test_accepts_the_inputs_tritons_openai_frontend_sends(server, model):
+    """Triton's own OpenAI frontend (server python/openai, GPU image) sends these to a
+    TensorRT-LLM text model; each must be declared, or Triton refuses the request."""
+    extra = dict(
+        stop_words=np.array([[b"zzzz"]], dtype=object),
+        top_p=np.array([[0.9]], np.float32),
+        temperature=np.array([[0.7]], np.float32),
+        seed=np.array([[7]], np.uint64),
+        presence_penalty=np.array([[0.1]], np.float32),
+        frequency_penalty=np.array([[0.1]], np.float32),
+        repetition_penalty=np.array([[1.1]], np.float32),
+        exclude_input_in_output=np.array([[True]]),
+        return_num_input_tokens=np.array([[True]]),
+        return_num_output_tokens=np.array([[True]]),
+    )
+    for stream in (False, True):
+        text, outputs = generate(server, model, stream=stream, max_tokens=4, **extra)
+        assert isinstance(text, str) and 1 <= outputs["num_output_tokens"] <= 4
