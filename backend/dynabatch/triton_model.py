@@ -23,10 +23,6 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from .config import ModelConfig, load_config, triton_parameters
-from .controller import make_controller
-from .core import ServingCore
-from .engines.factory import make_engine
-from .gate import AdmissionGate
 from .metrics import TritonMetrics
 from .request_mapping import (
     INPUT_NAMES,
@@ -40,6 +36,7 @@ from .request_mapping import (
     to_generation_request,
 )
 from .responses import ResponseGroup, RowError, RowOutput
+from .runtime import build_engine_and_controller, build_runtime
 from .serving import ServingLoop, TritonSink
 from .stop_words import StopWatcher
 from .types import FinishReason, GenerationRequest, RequestState
@@ -142,6 +139,11 @@ def _fault_request(params: Mapping[str, Any]) -> dict | None:
     return out
 
 
+def _kv_tokens(engine: Any) -> str:
+    cap = engine.kv_capacity
+    return str(cap.total_tokens) if cap is not None else "unknown until the first iteration"
+
+
 def _engine_vocab(engine: Any) -> int:
     """The vocabulary of a real model behind the engine (0 = unknown, no check). The
     simulated engine has none: its profile's vocab_size only shapes its pseudo-tokens,
@@ -162,24 +164,16 @@ class TritonPythonModel:
         )
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
-        self.engine = make_engine(
-            cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
-        )
+        # engine, controller and core come from the runtime factory (recovery uses it too);
+        # the model keeps only the core, so nothing here outlives an engine rebuild
+        self.core = build_runtime(cfg).core
         try:
-            self.controller = make_controller(
-                cfg.policy,
-                cfg.controller_params,
-                max_batch_size=cfg.max_batch_size,
-                kv_capacity=self.engine.kv_capacity,
-            )
-            gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
-            self.core = ServingCore(self.engine, self.controller, gate)
             self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
             self.limits = Limits(
                 max_new_tokens_limit=cfg.max_new_tokens_limit,
                 max_prompt_len=cfg.max_prompt_len,
                 vocab_size=cfg.vocab_size
-                or _engine_vocab(self.engine)
+                or _engine_vocab(self.core.engine)
                 or model_vocab_size(cfg.engine_params.get("gpt_model_path")),
             )
             self.unavailable: str | None = None  # why new requests are refused (fault)
@@ -199,15 +193,15 @@ class TritonPythonModel:
             self.metrics.update(self.core)  # gauges valid before the first request
             self.loop.start()
         except BaseException:
-            self.engine.shutdown()
+            self.core.engine.shutdown()
             raise
         log.info(
-            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
+            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%s tokens",
             self.model_name,
             cfg.engine,
             cfg.policy,
             cfg.max_batch_size,
-            self.engine.kv_capacity.total_tokens,
+            _kv_tokens(self.core.engine),
         )
 
     # ---- requests -------------------------------------------------------------------
@@ -303,17 +297,15 @@ class TritonPythonModel:
         """One row, validated: its engine request and its response options."""
         rid = next(self._ids)
         req = to_generation_request(
-            tensors, params, request_id=rid, limits=self.limits, arrival_time=self.engine.now()
+            tensors, params, request_id=rid, limits=self.limits, arrival_time=self.core.engine.now()
         )
-        vocab = self.limits.vocab_size
-        for name, value in (("end_id", req.end_id), ("pad_id", req.pad_id)):
-            if vocab and value is not None and value >= vocab:
-                raise RequestError(f"{name} {value} is outside the vocabulary [0, {vocab})")
         if req.streaming and not self.decoupled:
             raise RequestError(
                 "streaming: only the decoupled configuration streams; this model "
                 f"('{self.model_name}') is not decoupled (send streaming=false)"
             )
+        # tensors were validated by to_generation_request; what depends on the engine
+        # (the KV pool) is the core's one check, the same the benchmark uses
         error = self.core.admission_error(req)  # e.g. prompt + output beyond the KV cache
         if error is not None:
             raise RequestError(error)
@@ -366,9 +358,9 @@ class TritonPythonModel:
     def _perf(self, req: GenerationRequest, state: RequestState | None) -> dict[str, float]:
         """return_perf_metrics: the request's KV blocks (no block reuse here) and its times
         in the engine's clock, in ns (the simulated engine's clock runs at sim_time_scale)."""
-        per_block = max(1, self.engine.kv_capacity.tokens_per_block)
+        cap = self.core.engine.kv_capacity  # None until a TensorRT-LLM engine's first step
         generated = state.generated if state is not None else 0
-        blocks = -(-(req.prompt_len + generated) // per_block)
+        blocks = -(-(req.prompt_len + generated) // max(1, cap.tokens_per_block)) if cap else 0
 
         def ns(t: float | None) -> int:
             return int(round((t if t is not None else 0.0) * 1e9))
@@ -417,25 +409,13 @@ class TritonPythonModel:
             return
         # requests that arrive meanwhile wait in the core's inbox and go to the new engine
         try:
-            engine = make_engine(
-                cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
-            )
-            try:
-                controller = make_controller(
-                    cfg.policy,
-                    cfg.controller_params,
-                    max_batch_size=cfg.max_batch_size,
-                    kv_capacity=engine.kv_capacity,
-                )
-            except BaseException:
-                _shutdown_bounded(engine, 5.0)
-                raise
+            engine, controller = build_engine_and_controller(cfg)
         except Exception as exc:
             self.unavailable = (
                 f"engine unavailable: rebuilding it after a fault failed ({exc}); retrying"
             )
             raise
-        self.core.engine, self.core.controller, self.engine = engine, controller, engine
+        self.core.replace_engine(engine, controller)
         self.engine_restarts += 1
         self.unavailable = None
         log.warning("engine rebuilt after a fault (%d so far): %s", self.engine_restarts, reason)
