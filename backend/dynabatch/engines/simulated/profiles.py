@@ -24,6 +24,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 GIB = 1 << 30
+DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
 
 
 @dataclass(frozen=True)
@@ -32,6 +33,16 @@ class Gpu:
     mem_bytes: int  # HBM per GPU
     hbm_bw: float  # bytes/s
     peak_flops: float  # dense FP16 tensor FLOP/s
+    peak_flops_fp8: float = 0.0  # dense FP8 tensor FLOP/s; 0 = no FP8 tensor cores
+    # NCCL all-reduce inside one NVLink node, per TP degree: (latency s, bus bytes/s),
+    # fitted to Vidur's measured all_reduce.csv (see ALLREDUCE_SOURCE)
+    allreduce: tuple[tuple[int, float, float], ...] = ()
+
+    def allreduce_terms(self, tp: int) -> tuple[float, float]:
+        for degree, latency_s, bytes_per_s in self.allreduce:
+            if degree == tp:
+                return latency_s, bytes_per_s
+        raise ValueError(f"{self.name}: no all-reduce figures for tensor parallelism {tp}")
 
 
 @dataclass(frozen=True)
@@ -44,6 +55,8 @@ class Model:
     layers: int
     hidden: int
     vocab_size: int
+    heads: int = 32  # query heads
+    kv_heads: int = 32  # K/V heads (fewer than heads = grouped-query attention)
 
 
 @dataclass(frozen=True)
@@ -57,6 +70,13 @@ class Profile:
     c0_s: float = 0.0
     eta_c: float = 0.70
     p: float = 3.0
+    # weight and KV-cache data types: "fp16"/"bf16" (2 bytes) or "fp8" (1 byte; FP8 GEMMs
+    # run at the GPU's FP8 peak). Model figures above are 16-bit.
+    weight_dtype: str = "fp16"
+    kv_dtype: str = "fp16"
+    # fixed cost of one iteration beyond the kernels: scheduling, launch, sampling,
+    # host-device sync (fitted with the in-flight-batching figures, see calibration.py)
+    overhead_s: float = 0.0
     runtime_reserve_bytes: int = 2 * GIB  # per GPU: CUDA context, activations, workspace
     zero_latency: bool = False
     published_ms: tuple[tuple[int, float], ...] = ()  # (tokens in step, linear-layer ms)
@@ -70,21 +90,56 @@ class Profile:
         left after the weights, as TensorRT-LLM's kv_cache_free_gpu_mem_fraction does."""
         if max_tokens:
             return max(1, max_tokens // tokens_per_block)
-        free_per_gpu = (
-            self.gpu.mem_bytes - self.model.weight_bytes / self.tp - self.runtime_reserve_bytes
-        )
+        free_per_gpu = self.gpu.mem_bytes - self.weight_bytes / self.tp - self.runtime_reserve_bytes
         kv_bytes = max(0.0, free_per_gpu) * free_fraction * self.tp
-        return int(kv_bytes // (self.model.kv_bytes_per_token * tokens_per_block))
+        return int(kv_bytes // (self.kv_bytes_per_token * tokens_per_block))
+
+    @property
+    def weight_bytes(self) -> float:
+        return self.model.weight_bytes * DTYPE_BYTES[self.weight_dtype] / 2
+
+    @property
+    def kv_bytes_per_token(self) -> float:
+        return self.model.kv_bytes_per_token * DTYPE_BYTES[self.kv_dtype] / 2
+
+    @property
+    def matmul_flops(self) -> float:
+        """Peak FLOP/s of the GEMMs: FP8 weights run FP8 GEMMs."""
+        if self.weight_dtype == "fp8":
+            if not self.gpu.peak_flops_fp8:
+                raise ValueError(f"{self.name}: {self.gpu.name} has no FP8 tensor cores")
+            return self.gpu.peak_flops_fp8
+        return self.gpu.peak_flops
+
+    def __post_init__(self) -> None:
+        for dtype in (self.weight_dtype, self.kv_dtype):
+            if dtype not in DTYPE_BYTES:
+                raise ValueError(f"{self.name}: dtype {dtype!r} not in {', '.join(DTYPE_BYTES)}")
 
 
-A100_80GB = Gpu("A100-SXM4-80GB", 80 * GIB, 2.039e12, 312e12)
-A100_40GB = Gpu("A100-SXM4-40GB", 40 * GIB, 1.555e12, 312e12)
-H100 = Gpu("H100-SXM5-80GB", 80 * GIB, 3.35e12, 989e12)
+# Median latency of small messages and bandwidth of 16-64 MiB messages, single DGX node,
+# from github.com/microsoft/vidur data/profiling/network/{a100,h100}_dgx/all_reduce.csv
+# (rows with num_workers == devices_per_node; `size` is bytes, times in ms).
+ALLREDUCE_SOURCE = "Vidur data/profiling/network/{a100,h100}_dgx/all_reduce.csv"
+_AR_A100 = ((2, 51e-6, 176e9), (4, 61e-6, 125e9), (8, 41e-6, 95e9))
+_AR_H100 = ((2, 31e-6, 320e9), (4, 40e-6, 253e9), (8, 30e-6, 204e9))
 
-LLAMA2_7B = Model("Llama-2-7B", 6.738e9, 6.607e9, 13.48e9, 524288, 32, 4096, 32000)
-LLAMA3_8B = Model("Llama-3-8B", 8.030e9, 7.505e9, 16.06e9, 131072, 32, 4096, 128256)
-LLAMA2_13B = Model("Llama-2-13B", 13.016e9, 12.852e9, 26.03e9, 819200, 40, 5120, 32000)
-LLAMA2_70B = Model("Llama-2-70B", 68.977e9, 68.715e9, 137.95e9, 327680, 80, 8192, 32000)
+A100_80GB = Gpu("A100-SXM4-80GB", 80 * GIB, 2.039e12, 312e12, allreduce=_AR_A100)
+A100_40GB = Gpu("A100-SXM4-40GB", 40 * GIB, 1.555e12, 312e12, allreduce=_AR_A100)
+H100 = Gpu("H100-SXM5-80GB", 80 * GIB, 3.35e12, 989e12, 1979e12, _AR_H100)
+# H200 SXM: 141 GB HBM3e at 4.8 TB/s, the H100's tensor cores (989 / 1,979 dense TFLOPS
+# FP16 / FP8) and NVLink 4 (NVIDIA H200 datasheet); all-reduce taken from the H100 DGX
+# figures (same NVLink / NVSwitch generation).
+H200 = Gpu("H200-SXM-141GB", 141 * 10**9, 4.8e12, 989e12, 1979e12, _AR_H100)
+
+LLAMA2_7B = Model("Llama-2-7B", 6.738e9, 6.607e9, 13.48e9, 524288, 32, 4096, 32000, 32, 32)
+LLAMA3_8B = Model("Llama-3-8B", 8.030e9, 7.505e9, 16.06e9, 131072, 32, 4096, 128256, 32, 8)
+LLAMA2_13B = Model("Llama-2-13B", 13.016e9, 12.852e9, 26.03e9, 819200, 40, 5120, 32000, 40, 40)
+LLAMA2_70B = Model("Llama-2-70B", 68.977e9, 68.715e9, 137.95e9, 327680, 80, 8192, 32000, 64, 8)
+# Llama-3.1-8B has Llama-3-8B's shape; Llama-3.x-70B (3.0/3.1/3.3 share a config) has
+# Llama-2-70B's layers, hidden size and 8 KV heads with a 128,256-token vocabulary.
+LLAMA31_8B = Model("Llama-3.1-8B", 8.030e9, 7.505e9, 16.06e9, 131072, 32, 4096, 128256, 32, 8)
+LLAMA3_70B = Model("Llama-3.x-70B", 70.554e9, 69.503e9, 141.11e9, 327680, 80, 8192, 128256, 64, 8)
 
 _VIDUR = "Vidur profiling data (DESIGN §5), linear layers"
 _TOKENS = (1, 64, 256, 1024, 4096)
