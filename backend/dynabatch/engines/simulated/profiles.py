@@ -222,6 +222,52 @@ _PROFILES = [
         published_ms=_pub(14.3, 15.3, 19.2, 62.1, 223),
         source=_VIDUR + ", TP4",
     ),
+    # H200 (no published step times): efficiencies and c0 of the same model on the H100
+    # (same tensor cores, same NVLink), with the H200's memory and bandwidth; c0 of a
+    # TP1 70B scaled from the 7B/H100 profile by layer count (80/32). FP8 profiles run
+    # their GEMMs at the FP8 peak with the same efficiency.
+    *(
+        Profile(
+            f"llama-3.1-8b-{wd}-h200",
+            H200,
+            LLAMA31_8B,
+            c0_s=0.6045e-3,
+            eta_c=0.6911,
+            p=1.362,
+            weight_dtype=wd,
+            kv_dtype=wd,
+            source="derived: Llama-2-7B/H100 constants (same layer count), H200 datasheet",
+        )
+        for wd in ("bf16", "fp8")
+    ),
+    *(
+        Profile(
+            f"llama-3-70b-{wd}-tp4-h200",
+            H200,
+            LLAMA3_70B,
+            tp=4,
+            c0_s=1.7967e-3,
+            eta_c=0.6126,
+            p=2.358,
+            weight_dtype=wd,
+            kv_dtype=wd,
+            source="derived: Llama-2-70B TP4/H100 constants (same shape), H200 datasheet",
+        )
+        for wd in ("bf16", "fp8")
+    ),
+    Profile(
+        "llama-3-70b-fp8-h200",
+        H200,
+        LLAMA3_70B,
+        c0_s=0.6045e-3 * 80 / 32,
+        eta_c=0.6911,
+        p=1.362,
+        weight_dtype="fp8",
+        kv_dtype="fp8",
+        source="derived: Llama-2-7B/H100 constants, c0 scaled by layers (80/32); "
+        "TensorRT-LLM issue 16827's setting (Llama-3.3-70B-Instruct-FP8 on one H200)",
+        notes="BF16 70B on one H200 does not fit (141 GB of weights), so only FP8 has a TP1 profile",
+    ),
     Profile(
         "zero-latency",
         A100_80GB,
