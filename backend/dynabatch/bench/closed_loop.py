@@ -32,6 +32,7 @@ ENGINE_OPTS = {
     "kv_cache_free_gpu_mem_fraction": "kv_cache_free_gpu_mem_fraction",
     "max_tokens_in_paged_kv_cache": "max_tokens_in_paged_kv_cache",
     "enable_chunked_context": "enable_chunked_context",
+    "context_blocks": "sim_context_blocks",
 }
 
 

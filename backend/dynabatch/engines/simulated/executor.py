@@ -41,6 +41,7 @@ class SimulatedExecutor:
         max_tokens_in_paged_kv_cache: int | None = None,
         enable_chunked_context: bool = True,
         seed: int = 0,
+        context_blocks: str = "prompt",
     ) -> None:
         self.profile = get_profile(profile)
         if not 0.0 < kv_cache_free_gpu_mem_fraction <= 1.0:
@@ -63,6 +64,7 @@ class SimulatedExecutor:
             max_num_tokens=max_num_tokens,
             policy=capacity_policy,
             chunked_context=enable_chunked_context,
+            context_blocks=context_blocks,
         )
         self._vocab = self.profile.model.vocab_size
         self._seqs: dict[int, Seq] = {}  # stepping thread only

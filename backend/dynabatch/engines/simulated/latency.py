@@ -7,7 +7,7 @@
              + attn_pairs * t_prefill_pair        (prefill (query, key) pairs)
     t_linear(N)    = ((W/(eta_bw*BW) + c0)^p + (2*P*N/(eta_c*F))^p)^(1/p)
     t_allreduce(N) = 2 * layers * (a_tp + N * hidden * 2 bytes / b_tp)
-    t_decode_attn  = max(KV bytes per token / (eta_bw*BW),
+    t_decode_attn  = max(KV bytes per token / (eta_attn*BW),
                          4 * layers * heads * head_dim / (eta_c*F16))
     t_prefill_pair = 4 * layers * hidden / (eta_c*F16)
 
@@ -42,7 +42,8 @@ class LatencyModel:
         self.mem_s = matmul_bytes / tp / (pr.eta_bw * g.hbm_bw) + pr.c0_s
         self.flop_s_per_token = 2.0 * m.matmul_params / tp / (pr.eta_c * pr.matmul_flops)
         head_dim = m.hidden // m.heads
-        kv_read_s = pr.kv_bytes_per_token / tp / (pr.eta_bw * g.hbm_bw)
+        eta_attn = pr.eta_attn or pr.eta_bw
+        kv_read_s = pr.kv_bytes_per_token / tp / (eta_attn * g.hbm_bw)
         attn_flop_s = 4.0 * m.layers * m.heads * head_dim / tp / (pr.eta_c * g.peak_flops)
         self.kv_s_per_token = max(kv_read_s, attn_flop_s)
         self.attn_s_per_unit = 4.0 * m.layers * m.hidden / tp / (pr.eta_c * g.peak_flops)

@@ -5,16 +5,21 @@ four latency constants fitted to published measurements, and those measurements.
 
 Sources
 - GPU datasheets: NVIDIA A100 (SXM4 80 GB: 2,039 GB/s; 40 GB: 1,555 GB/s; dense FP16
-  tensor 312 TFLOPS) and H100 SXM5 (3,350 GB/s; dense FP16 tensor 989 TFLOPS).
+  tensor 312 TFLOPS), H100 SXM5 (3,350 GB/s; dense FP16 / FP8 tensor 989 / 1,979 TFLOPS)
+  and H200 SXM (141 GB HBM3e, 4,800 GB/s; same tensor cores as H100).
+- Tensor-parallel all-reduce: NCCL latency and bandwidth per TP degree on a DGX node,
+  fitted to Vidur's measured data/profiling/network/{a100,h100}_dgx/all_reduce.csv.
+- Per-iteration overhead and decode-attention efficiency: fitted to TensorRT-LLM's
+  published in-flight-batching throughput (calibration.py, `dynabatch calibrate`).
 - Model shapes: the Llama-2 / Llama-3 config.json files (layers, hidden size, KV heads,
   vocab). KV bytes per token (fp16, whole model) = 2 * layers * kv_heads * head_dim * 2.
-- Published step times (DESIGN §5): linear layers only, ms per step for 1/64/256/1024/
+- Published step times: linear layers only, ms per step for 1/64/256/1024/
   4096 tokens in the step, from the Vidur simulator's profiling data (Agrawal et al.,
   MLSys 2024, github.com/microsoft/vidur, data/profiling/compute/...).
 - Latency constants: `dynabatch calibrate --fit` reproduces the fit (least squares on
   log error, Nelder-Mead). eta_bw is not identifiable from linear-layer figures alone
-  (only W/(eta_bw*BW) + c0 is), so it is fixed at 0.80 (DESIGN §5: 0.68-0.82 seen in
-  published decode measurements) and c0 takes the rest. Profiles without published
+  (only W/(eta_bw*BW) + c0 is), so it is fixed at 0.80 (published decode measurements
+  show 0.68-0.82) and c0 takes the rest. Profiles without published
   figures (Llama-3-8B/H100, Llama-2-13B/A100-40GB) take the fitted efficiencies of the
   same GPU's Llama-2-7B profile and scale c0 by layer count; that is stated per profile.
 """
@@ -77,6 +82,9 @@ class Profile:
     # fixed cost of one iteration beyond the kernels: scheduling, launch, sampling,
     # host-device sync (fitted with the in-flight-batching figures, see calibration.py)
     overhead_s: float = 0.0
+    # bandwidth efficiency of decode attention's KV reads (paged, scattered blocks);
+    # None = eta_bw. Fitted with the in-flight-batching figures where they exist.
+    eta_attn: float | None = None
     runtime_reserve_bytes: int = 2 * GIB  # per GPU: CUDA context, activations, workspace
     zero_latency: bool = False
     published_ms: tuple[tuple[int, float], ...] = ()  # (tokens in step, linear-layer ms)
@@ -141,7 +149,7 @@ LLAMA2_70B = Model("Llama-2-70B", 68.977e9, 68.715e9, 137.95e9, 327680, 80, 8192
 LLAMA31_8B = Model("Llama-3.1-8B", 8.030e9, 7.505e9, 16.06e9, 131072, 32, 4096, 128256, 32, 8)
 LLAMA3_70B = Model("Llama-3.x-70B", 70.554e9, 69.503e9, 141.11e9, 327680, 80, 8192, 128256, 64, 8)
 
-_VIDUR = "Vidur profiling data (DESIGN §5), linear layers"
+_VIDUR = "Vidur profiling data (data/profiling/compute), linear layers"
 _TOKENS = (1, 64, 256, 1024, 4096)
 
 

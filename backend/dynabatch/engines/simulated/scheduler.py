@@ -47,6 +47,10 @@ from ...types import FinishReason, GenerationRequest
 from .kv_cache import BlockManager
 
 POLICIES = ("max_utilization", "guaranteed_no_evict")
+# When a context request's blocks are taken: "prompt" = all of them at its first chunk
+# (TensorRT-LLM 1.2: getNeededBlocksOneStep / KVCacheManager::addSequence);
+# "chunk" = chunk by chunk, a what-if (not in 1.2's source) for docs/SIMULATOR.md.
+CONTEXT_BLOCKS = ("prompt", "chunk")
 
 
 class Seq:
@@ -101,7 +105,12 @@ class Scheduler:
         max_num_tokens: int,
         policy: str = "max_utilization",
         chunked_context: bool = True,
+        context_blocks: str = "prompt",
     ) -> None:
+        if context_blocks not in CONTEXT_BLOCKS:
+            raise ValueError(
+                f"context_blocks must be one of {', '.join(CONTEXT_BLOCKS)}, got {context_blocks!r}"
+            )
         if policy not in POLICIES:
             raise ValueError(
                 f"capacity policy must be one of {', '.join(POLICIES)}, got {policy!r}"
@@ -118,6 +127,7 @@ class Scheduler:
         self.max_num_tokens = max_num_tokens
         self.no_evict = policy == "guaranteed_no_evict"
         self.chunked = chunked_context
+        self.per_chunk = context_blocks == "chunk"
         self.queue: deque[Seq] = deque()  # not yet in the active list
         self.active: list[Seq] = []  # arrival order, at most max_batch_size
         self.num_started = 0  # holding blocks (context in progress or generating)
@@ -184,10 +194,14 @@ class Scheduler:
         i = 0
         while i < end:
             s = active[i]
-            if not s.started:
-                need = -(-s.ctx_len // tpb)  # first chunk: the whole prompt
-            elif s.prefilled < s.ctx_len:
-                need = 0  # context in progress: allocated at its first chunk
+            if s.prefilled < s.ctx_len:
+                if self.per_chunk:  # what-if: blocks for the next chunk only
+                    upto = s.prefilled + min(s.ctx_len - s.prefilled, self.max_num_tokens)
+                    need = -(-upto // tpb) - bm.held(s.rid)
+                elif not s.started:
+                    need = -(-s.ctx_len // tpb)  # first chunk: the whole prompt
+                else:
+                    need = 0  # context in progress: allocated at its first chunk
             else:
                 need = 1 if s.kv_len % tpb == 0 else 0  # next token opens a block
             if need <= free and len(fitting) < self.max_batch_size:
@@ -256,8 +270,8 @@ class Scheduler:
                 chunk = budget - budget % tpb
                 if chunk <= 0:
                     break
-            if not s.started:  # first chunk: blocks for the whole prompt
-                bm.grow_to(s.rid, s.ctx_len)
+            bm.grow_to(s.rid, s.prefilled + chunk if self.per_chunk else s.ctx_len)
+            if not s.started:  # first chunk: blocks for the whole prompt (see CONTEXT_BLOCKS)
                 s.started = True
                 self.num_started += 1
                 if s.was_paused:
