@@ -232,8 +232,8 @@ def fit_profile(profile: Profile) -> Profile:
     )
 
 
-IFB_GRID_OVERHEAD_MS = (0.0, 1.0, 2.0, 3.0, 4.0, 6.0)
-IFB_GRID_ETA_ATTN = (0.8, 0.7, 0.6, 0.5)
+IFB_GRID_OVERHEAD_MS = (0.0, 0.5, 1.0, 2.0)
+IFB_GRID_ETA_ATTN = (0.8, 0.65, 0.6)
 
 
 def fit_ifb(

@@ -42,8 +42,7 @@ class LatencyModel:
         self.mem_s = matmul_bytes / tp / (pr.eta_bw * g.hbm_bw) + pr.c0_s
         self.flop_s_per_token = 2.0 * m.matmul_params / tp / (pr.eta_c * pr.matmul_flops)
         head_dim = m.hidden // m.heads
-        eta_attn = pr.eta_attn or pr.eta_bw
-        kv_read_s = pr.kv_bytes_per_token / tp / (eta_attn * g.hbm_bw)
+        kv_read_s = pr.kv_bytes_per_token / tp / (pr.attn_efficiency * g.hbm_bw)
         attn_flop_s = 4.0 * m.layers * m.heads * head_dim / tp / (pr.eta_c * g.peak_flops)
         self.kv_s_per_token = max(kv_read_s, attn_flop_s)
         self.attn_s_per_unit = 4.0 * m.layers * m.hidden / tp / (pr.eta_c * g.peak_flops)

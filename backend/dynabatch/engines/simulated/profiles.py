@@ -30,6 +30,7 @@ from dataclasses import dataclass, field, replace
 
 GIB = 1 << 30
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
+GQA_ETA_ATTN = 0.6  # decode-attention efficiency of grouped-query models (fitted)
 
 
 @dataclass(frozen=True)
@@ -81,9 +82,9 @@ class Profile:
     kv_dtype: str = "fp16"
     # fixed cost of one iteration beyond the kernels: scheduling, launch, sampling,
     # host-device sync (fitted with the in-flight-batching figures, see calibration.py)
-    overhead_s: float = 0.0
+    overhead_s: float = 1.0e-3
     # bandwidth efficiency of decode attention's KV reads (paged, scattered blocks);
-    # None = eta_bw. Fitted with the in-flight-batching figures where they exist.
+    # None = by KV layout (see attn_efficiency). Fitted to the in-flight-batching figures.
     eta_attn: float | None = None
     runtime_reserve_bytes: int = 2 * GIB  # per GPU: CUDA context, activations, workspace
     zero_latency: bool = False
@@ -101,6 +102,16 @@ class Profile:
         free_per_gpu = self.gpu.mem_bytes - self.weight_bytes / self.tp - self.runtime_reserve_bytes
         kv_bytes = max(0.0, free_per_gpu) * free_fraction * self.tp
         return int(kv_bytes // (self.kv_bytes_per_token * tokens_per_block))
+
+    @property
+    def attn_efficiency(self) -> float:
+        """Decode attention's bandwidth efficiency. Fitted to TensorRT-LLM's in-flight-
+        batching figures (`dynabatch calibrate --fit-ifb`): 0.6 for grouped-query models
+        (Llama-2-70B: few, small KV rows per token, read block by block), eta_bw for
+        multi-head ones (Llama-2-7B: 0.8 fits best)."""
+        if self.eta_attn is not None:
+            return self.eta_attn
+        return GQA_ETA_ATTN if self.model.kv_heads < self.model.heads else self.eta_bw
 
     @property
     def weight_bytes(self) -> float:
