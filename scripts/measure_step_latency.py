@@ -71,7 +71,11 @@ class NumpyDecoder:
             return (rng.standard_normal((a, b)) / a**0.5).astype(np.float32)
 
         self.wqkv, self.wo = w(h, h + 2 * kv), w(h, h)
-        self.wg, self.wu, self.wd = w(h, shape.intermediate), w(h, shape.intermediate), w(shape.intermediate, h)
+        self.wg, self.wu, self.wd = (
+            w(h, shape.intermediate),
+            w(h, shape.intermediate),
+            w(shape.intermediate, h),
+        )
 
     def _layer(self, x, k_cache, v_cache):
         np, s = self.np, self.s
@@ -124,7 +128,11 @@ class TorchDecoder:
             return torch.randn(a, b, device=self.dev, dtype=self.dtype) / a**0.5
 
         self.wqkv, self.wo = w(h, h + 2 * kv), w(h, h)
-        self.wg, self.wu, self.wd = w(h, shape.intermediate), w(h, shape.intermediate), w(shape.intermediate, h)
+        self.wg, self.wu, self.wd = (
+            w(h, shape.intermediate),
+            w(h, shape.intermediate),
+            w(shape.intermediate, h),
+        )
 
     def _layer(self, x, k_cache, v_cache):
         torch, s = self.torch, self.s
@@ -134,7 +142,11 @@ class TorchDecoder:
         y = F.rms_norm(x, (s.hidden,))
         qkv = y @ self.wqkv
         q = qkv[..., : s.hidden].view(n, t, s.heads, hd).transpose(1, 2)
-        k = qkv[..., s.hidden : s.hidden + s.kv_heads * hd].view(n, t, s.kv_heads, hd).transpose(1, 2)
+        k = (
+            qkv[..., s.hidden : s.hidden + s.kv_heads * hd]
+            .view(n, t, s.kv_heads, hd)
+            .transpose(1, 2)
+        )
         v = qkv[..., s.hidden + s.kv_heads * hd :].view(n, t, s.kv_heads, hd).transpose(1, 2)
         keys = torch.cat([k_cache, k], dim=2)
         vals = torch.cat([v_cache, v], dim=2)
@@ -195,7 +207,9 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--decode", help="decode points BATCHxCONTEXT,... (default a 6-point grid)")
     ap.add_argument("--prefill", help="prefill lengths N,N,... (default 128,512,2048,8192)")
     ap.add_argument("--repeats", type=int, default=5)
-    ap.add_argument("--budget-s", type=float, default=420.0, help="stop starting new points after this")
+    ap.add_argument(
+        "--budget-s", type=float, default=420.0, help="stop starting new points after this"
+    )
     ap.add_argument("--out", help="write the grid as JSON")
     args = ap.parse_args(argv)
     shape = SHAPES[args.shape]
@@ -224,7 +238,9 @@ def main(argv: list[str] | None = None) -> int:
             f"{r['kind']:<8} batch {r['batch']:>4} new {r['new_tokens']:>5} context {r['context']:>6}"
             f"  {r['median_ms']:9.3f} ms"
         )
-    print(f"device: {result['device']}; {len(result['skipped_for_budget'])} points skipped for budget")
+    print(
+        f"device: {result['device']}; {len(result['skipped_for_budget'])} points skipped for budget"
+    )
     if args.out:
         with open(args.out, "w") as fh:
             json.dump(result, fh, indent=2)
