@@ -191,20 +191,20 @@ class Scheduler:
         fitting: list[Seq] = []
         pauses = 0
         end = len(active)
+        max_bs = self.max_batch_size
         i = 0
         while i < end:
             s = active[i]
-            if s.prefilled < s.ctx_len:
-                if self.per_chunk:  # what-if: blocks for the next chunk only
-                    upto = s.prefilled + min(s.ctx_len - s.prefilled, self.max_num_tokens)
-                    need = -(-upto // tpb) - bm.held(s.rid)
-                elif not s.started:
-                    need = -(-s.ctx_len // tpb)  # first chunk: the whole prompt
-                else:
-                    need = 0  # context in progress: allocated at its first chunk
-            else:
+            if s.started and s.prefilled >= s.ctx_len:  # generation: the common case first
                 need = 1 if s.kv_len % tpb == 0 else 0  # next token opens a block
-            if need <= free and len(fitting) < self.max_batch_size:
+            elif self.per_chunk:  # what-if: blocks for the next chunk only
+                upto = s.prefilled + min(s.ctx_len - s.prefilled, self.max_num_tokens)
+                need = -(-upto // tpb) - bm.held(s.rid)
+            elif not s.started:
+                need = -(-s.ctx_len // tpb)  # first chunk: the whole prompt
+            else:
+                need = 0  # context in progress: allocated at its first chunk
+            if need <= free and len(fitting) < max_bs:
                 free -= need
                 fitting.append(s)
                 i += 1
@@ -279,8 +279,10 @@ class Scheduler:
                     self.num_paused -= 1
             ctx.append((s, chunk))
             budget -= chunk
+        grow = bm.grow_to
         for s in gen:
-            bm.grow_to(s.rid, s.kv_len + 1)
+            if s.kv_len % tpb == 0:  # the next token opens a block (counted at capacity)
+                grow(s.rid, s.kv_len + 1)
         return ctx, gen
 
     # ---- internals --------------------------------------------------------------------
