@@ -141,6 +141,11 @@ def run_closed_loop(
             iterations += 1
         elif core.idle and not loop.ready:
             break
+        elif not core.running and len(core.gate) and not loop.ready:
+            raise RuntimeError(
+                f"{spec.name}: {len(core.gate)} requests wait with an idle engine and "
+                f"limit {core.controller.limit}: the policy stalled"
+            )
         if time.monotonic() - wall0 > max_wall_s:
             raise RuntimeError(f"{spec.name}: closed-loop run exceeded {max_wall_s:.0f} s wall")
     row = {
