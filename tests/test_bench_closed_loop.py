@@ -41,6 +41,12 @@ def test_engine_opts_are_typed_checked_and_reach_the_engine():
         parse_engine_opts(["max_num_tokens=-3"])
     with pytest.raises(ConfigError, match="KEY=VALUE"):
         parse_engine_opts(["bogus=1"])
+    with pytest.raises(ConfigError, match="--profile"):
+        parse_engine_opts(["sim_profile=llama-2-7b-h100"])
+    assert parse_engine_opts(["sim_context_blocks=chunk", "sim_seed=3"]) == {
+        "context_blocks": "chunk",
+        "seed": 3,
+    }
     wl = synthetic(
         6,
         1000.0,

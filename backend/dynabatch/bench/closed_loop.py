@@ -33,6 +33,13 @@ ENGINE_OPTS = {
     "max_tokens_in_paged_kv_cache": "max_tokens_in_paged_kv_cache",
     "enable_chunked_context": "enable_chunked_context",
     "context_blocks": "sim_context_blocks",
+    "seed": "sim_seed",
+}
+# config.pbtxt names a run sets elsewhere
+SET_ELSEWHERE = {
+    "sim_profile": "--profile",
+    "batch_scheduler_policy": "--policies (each policy names its capacity policy)",
+    "sim_time_scale": "nothing: the benchmark runs on the virtual clock",
 }
 
 
@@ -41,10 +48,13 @@ def parse_engine_opts(items: list[str] | None) -> dict[str, Any]:
     from ..engines.simulated import SIMULATED_PARAMS
 
     specs = {s.name: s for s in SIMULATED_PARAMS}
+    by_config_name = {param: kw for kw, param in ENGINE_OPTS.items()}
     out: dict[str, Any] = {}
     for item in items or []:
         key, sep, value = item.partition("=")
-        key = key.strip()
+        key = by_config_name.get(key.strip(), key.strip())  # config.pbtxt names work too
+        if key in SET_ELSEWHERE:
+            raise ConfigError("--engine-opt", item, f"{key} is set by {SET_ELSEWHERE[key]}")
         if not sep or key not in ENGINE_OPTS:
             raise ConfigError(
                 "--engine-opt", item, "KEY=VALUE with KEY one of " + ", ".join(ENGINE_OPTS)

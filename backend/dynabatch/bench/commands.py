@@ -116,7 +116,8 @@ def register(subparsers) -> None:
         action="append",
         metavar="KEY=VALUE",
         help="simulated-engine parameter, repeatable (max_num_tokens, tokens_per_block, "
-        "kv_cache_free_gpu_mem_fraction, max_tokens_in_paged_kv_cache, enable_chunked_context)",
+        "kv_cache_free_gpu_mem_fraction, max_tokens_in_paged_kv_cache, enable_chunked_context, "
+        "context_blocks, seed; config.pbtxt names work too)",
     )
     p.set_defaults(func=cmd_bench)
 
