@@ -134,12 +134,15 @@ class TorchDecoder:
             w(shape.intermediate, h),
         )
 
+    def _norm(self, x):
+        return x * self.torch.rsqrt(x.float().pow(2).mean(-1, keepdim=True) + 1e-6).to(x.dtype)
+
     def _layer(self, x, k_cache, v_cache):
         torch, s = self.torch, self.s
         F = torch.nn.functional
         hd = s.hidden // s.heads
         n, t = x.shape[0], x.shape[1]
-        y = F.rms_norm(x, (s.hidden,))
+        y = self._norm(x)
         qkv = y @ self.wqkv
         q = qkv[..., : s.hidden].view(n, t, s.heads, hd).transpose(1, 2)
         k = (
@@ -150,9 +153,14 @@ class TorchDecoder:
         v = qkv[..., s.hidden + s.kv_heads * hd :].view(n, t, s.kv_heads, hd).transpose(1, 2)
         keys = torch.cat([k_cache, k], dim=2)
         vals = torch.cat([v_cache, v], dim=2)
-        o = F.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1, enable_gqa=True)
+        try:  # torch >= 2.5 reads each KV head once for its query group
+            o = F.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1, enable_gqa=True)
+        except TypeError:  # older torch: expand the KV heads (more bytes read)
+            group = s.heads // s.kv_heads
+            keys, vals = keys.repeat_interleave(group, 1), vals.repeat_interleave(group, 1)
+            o = F.scaled_dot_product_attention(q, keys, vals, is_causal=t > 1)
         x = x + o.transpose(1, 2).reshape(n, t, s.hidden) @ self.wo
-        y = F.rms_norm(x, (s.hidden,))
+        y = self._norm(x)
         return x + (F.silu(y @ self.wg) * (y @ self.wu)) @ self.wd
 
     def step(self, batch: int, new_tokens: int, context: int) -> float:
