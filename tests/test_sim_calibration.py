@@ -1,4 +1,4 @@
-"""The profiles against every published figure, and the CLI around them."""
+"""The profiles against every published figure (docs/SIMULATOR.md), and the CLI around them."""
 
 import json
 
@@ -54,7 +54,7 @@ def test_every_in_flight_batching_figure_within_tolerance(fig):
 def test_calibration_covers_all_published_figures_and_static_batch():
     rows = calibration_rows(with_ifb=False)
     n_published = sum(len(p.published_ms) for p in PROFILES.values())
-    assert n_published == 25  # 5 profiles x 5 token counts (Vidur)
+    assert n_published == 25  # 5 profiles x 5 token counts (docs/SIMULATOR.md)
     assert sum("static batch" in r.figure for r in rows) == 1
     assert len(rows) == n_published + 2
     assert len(IFB_FIGURES) == 10  # Llama-2-7B TP1 and Llama-2-70B TP4, 5 length pairs each

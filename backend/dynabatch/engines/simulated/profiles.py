@@ -27,6 +27,7 @@ Sources
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 GIB = 1 << 30
 DTYPE_BYTES = {"fp16": 2, "bf16": 2, "fp8": 1}
@@ -311,6 +312,6 @@ def get_profile(name_or_profile: str | Profile) -> Profile:
     return PROFILES[key]
 
 
-def with_constants(profile: Profile, **constants: float) -> Profile:
+def with_constants(profile: Profile, **constants: Any) -> Profile:
     """A copy with other latency constants (used by the fit)."""
     return replace(profile, **constants)
