@@ -26,7 +26,7 @@ from .kv_cache import BlockManager
 from .latency import LatencyModel
 from .profiles import Profile, get_profile
 from .scheduler import Scheduler, Seq
-from .tokens import first_position_of, token_base, tokens_range
+from .tokens import first_position_of, output_vocab, token_base, tokens_range
 
 if TYPE_CHECKING:
     from .realtime import RealtimeDriver
@@ -70,7 +70,7 @@ class SimulatedExecutor:
             chunked_context=enable_chunked_context,
             context_blocks=context_blocks,
         )
-        self._vocab = self.profile.model.vocab_size
+        self._vocab = output_vocab(self.profile.model.vocab_size)
         self._seqs: dict[int, Seq] = {}  # stepping thread only
         self._live: set[int] = set()  # ids in flight, for submit's duplicate check
         self._live_lock = threading.Lock()
