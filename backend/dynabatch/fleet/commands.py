@@ -82,7 +82,7 @@ def cmd_fleet(args) -> int:
     slo = Slo(args.slo_ttft or base.ttft_s, args.slo_tpot or base.tpot_s)
     if args.rate is not None:
         rows = []
-        for k, (wl, cfg) in enumerate(_configs(args, slo)):
+        for wl, cfg in _configs(args, slo):
             n = args.requests_per_replica * cfg.replicas
             rows.append(run_fleet(fleet_workload(length_mix(wl), n, args.rate, seed=0), cfg))
             r = rows[-1]
