@@ -223,13 +223,25 @@ class ParallelConfig:
         if device_ids is not None and not all(isinstance(d, int) for d in device_ids):
             raise _bad("ParallelConfig", "'device_ids' must be a list of int")
         _check(
-            "ParallelConfig", "communication_type", communication_type, (CommunicationType,), optional=True
+            "ParallelConfig",
+            "communication_type",
+            communication_type,
+            (CommunicationType,),
+            optional=True,
         )
         _check(
-            "ParallelConfig", "communication_mode", communication_mode, (CommunicationMode,), optional=True
+            "ParallelConfig",
+            "communication_mode",
+            communication_mode,
+            (CommunicationMode,),
+            optional=True,
         )
         _check(
-            "ParallelConfig", "orchestrator_config", orchestrator_config, (OrchestratorConfig,), optional=True
+            "ParallelConfig",
+            "orchestrator_config",
+            orchestrator_config,
+            (OrchestratorConfig,),
+            optional=True,
         )
         self.communication_type = communication_type
         self.communication_mode = communication_mode
