@@ -13,9 +13,8 @@ import jsonschema
 import kubernetes_validate
 import pytest
 import yaml
-from helm_python import Chart, lint
-
 from dynabatch.deploy_config import main as deploy_config_main
+from helm_python import Chart, lint
 
 ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "dynabatch"

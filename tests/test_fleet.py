@@ -4,7 +4,6 @@ simulated executor) behind a router on one virtual clock."""
 from __future__ import annotations
 
 import pytest
-
 from dynabatch.bench.metrics import Slo
 from dynabatch.bench.runner import run_policy
 from dynabatch.cli import main as cli_main
