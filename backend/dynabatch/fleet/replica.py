@@ -11,7 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from ..bench.runner import PolicySpec, make_engine, make_policy_controller
-from ..core import ServingCore
+from ..core import ResponseSink, ServingCore
 from ..gate import AdmissionGate
 from ..metrics import TRTLLM_FAMILIES, exported_stats
 from ..types import GenerationRequest
@@ -75,7 +75,7 @@ class Replica:
     def now(self) -> float:
         return self.engine.now()
 
-    def route(self, request: GenerationRequest, sink: object) -> None:
+    def route(self, request: GenerationRequest, sink: ResponseSink) -> None:
         """Take a routed request as the Triton model does: submit it and let the serving
         loop move it into the gate and admit it if the limit allows. That loop runs
         between engine polls, so it does not wait for the iteration in flight to end;

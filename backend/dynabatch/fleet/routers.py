@@ -97,7 +97,7 @@ class GatewayRouter:
 
     def scores(self, scrapes: Sequence[ReplicaMetrics | None], now: float) -> list[float]:
         fresh = [m is not None and now - m.scraped_at <= self.staleness_s for m in scrapes]
-        live = [m for m, ok in zip(scrapes, fresh) if ok]
+        live = [m for m, ok in zip(scrapes, fresh) if ok and m is not None]
         if not live:
             return [0.0] * len(scrapes)
         queue = min_max_scores([m.waiting for m in live])

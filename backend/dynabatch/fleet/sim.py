@@ -134,6 +134,7 @@ def run_fleet(
             routed[k] += 1
             i += 1
             continue
+        assert lagging is not None  # t_busy is finite
         scrape_until(t_busy)
         stepped = lagging.run_pass()
         if not stepped and lagging.busy:
