@@ -175,3 +175,12 @@ def test_a_bad_model_parameter_stops_the_init_step_naming_it(tmp_path, capsys):
     assert rc == 2
     assert "batch_policy" in capsys.readouterr().err
     assert not (tmp_path / "repo").exists()
+
+
+def test_bad_chart_values_fail_the_render_naming_the_field():
+    from helm_python import HelmValuesError
+
+    with pytest.raises(HelmValuesError, match="tensorParallelSize"):
+        render({"model": {"tensorParallelSize": 0}})
+    with pytest.raises(HelmValuesError, match="launcher"):
+        render({"model": {"launcher": "mpirun"}})
