@@ -20,7 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "dynabatch"
 CRD = ROOT / "deploy" / "schemas" / "inference.networking.k8s.io_inferencepools.yaml"
 KUBE_VERSION = "1.31.0"  # a supported Kubernetes release; the chart asks for >= 1.29
-CRD_KINDS = {"InferencePool", "ScaledObject", "PodMonitor"}
 
 
 def render(values: dict | None = None) -> list[dict]:
@@ -49,7 +48,7 @@ def test_chart_lints_clean():
 def test_kubernetes_objects_validate_against_the_bundled_schemas(docs):
     kinds = set()
     for doc in docs:
-        if doc["kind"] in CRD_KINDS:
+        if doc["kind"] in CRDS:  # custom resources: their CRD schemas, below
             continue
         kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
         kinds.add(doc["kind"])
@@ -64,19 +63,35 @@ def test_a_broken_object_is_caught_by_the_validator(docs):
         kubernetes_validate.validate(deployment, KUBE_VERSION, strict=True)
 
 
-def inference_pool_schema() -> dict:
-    crd = yaml.safe_load(CRD.read_text())
-    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == "v1"]
+CRDS = {  # kind: (CRD file in deploy/schemas/, served version)
+    "InferencePool": ("inference.networking.k8s.io_inferencepools.yaml", "v1"),
+    "ScaledObject": ("keda.sh_scaledobjects.yaml", "v1alpha1"),
+    "PodMonitor": ("monitoring.coreos.com_podmonitors.yaml", "v1"),
+}
+
+
+def crd_schema(kind: str) -> dict:
+    name, served = CRDS[kind]
+    crd = yaml.safe_load((CRD.parent / name).read_text())
+    assert crd["spec"]["names"]["kind"] == kind
+    (version,) = [v for v in crd["spec"]["versions"] if v["name"] == served]
     return version["schema"]["openAPIV3Schema"]
 
 
-def test_inference_pool_validates_against_its_crd(docs):
+@pytest.mark.parametrize("kind", sorted(CRDS))
+def test_custom_resources_validate_against_their_crds(docs, kind):
+    (obj,) = by_kind(docs, kind)
+    name, served = CRDS[kind]
+    assert obj["apiVersion"].endswith("/" + served)
+    jsonschema.validate(obj, crd_schema(kind))
+
+
+def test_inference_pool_schema_catches_a_missing_field(docs):
     (pool,) = by_kind(docs, "InferencePool")
     assert pool["apiVersion"] == "inference.networking.k8s.io/v1"
-    jsonschema.validate(pool, inference_pool_schema())
     broken = {**pool, "spec": {k: v for k, v in pool["spec"].items() if k != "targetPorts"}}
     with pytest.raises(jsonschema.ValidationError, match="targetPorts"):
-        jsonschema.validate(broken, inference_pool_schema())
+        jsonschema.validate(broken, crd_schema("InferencePool"))
 
 
 def test_inference_pool_selects_the_triton_pods_with_the_engine_type_label(docs):
