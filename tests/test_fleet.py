@@ -140,3 +140,21 @@ def test_fleet_command_runs_once_at_a_rate(capsys, tmp_path):
 def test_fleet_command_rejects_an_unknown_router(capsys):
     assert cli_main(["fleet", "--router=nearest", "--rate=1"]) == 2
     assert "nearest" in capsys.readouterr().err
+
+
+def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
+    from dynabatch.bench.report import write_json
+
+    rows = [
+        {"workload": "conv", "router": r, "replicas": n, "seed": s, "capacity_rps": c}
+        for r in ("round-robin", "gateway")
+        for n, c in ((1, 1.0), (2, 2.5))
+        for s in (0, 1)
+    ] + [
+        {"workload": "bimodal", "router": "gateway", "replicas": 4, "seed": 0, "capacity_rps": 3.0}
+    ]
+    write_json(rows, tmp_path / "rows.json")
+    png = tmp_path / "fig.png"
+    assert cli_main(["fleet", f"--from-json={tmp_path / 'rows.json'}", f"--plot={png}"]) == 0
+    assert png.stat().st_size > 0
+    assert "2.50" in capsys.readouterr().out

@@ -57,6 +57,12 @@ def register(subparsers) -> None:
     p.add_argument("--jobs", type=int, default=1, help="capacity searches in parallel")
     p.add_argument("--json", metavar="PATH", help="write per-seed rows and the summary")
     p.add_argument("--plot", metavar="PNG", help="capacity against N per router")
+    p.add_argument(
+        "--from-json",
+        type=_csv(str),
+        metavar="PATHS",
+        help="no runs: summarise (and --plot) the per-seed rows of earlier --json files",
+    )
     p.set_defaults(func=cmd_fleet)
 
 
@@ -80,6 +86,11 @@ def cmd_fleet(args) -> int:
         return 2
     base = default_slo(args.profile)
     slo = Slo(args.slo_ttft or base.ttft_s, args.slo_tpot or base.tpot_s)
+    if args.from_json:
+        from ..bench.report import read_json
+
+        rows = [row for path in args.from_json for row in read_json(path)]
+        return _report(rows, args)
     if args.rate is not None:
         rows = []
         for wl, cfg in _configs(args, slo):
@@ -99,10 +110,15 @@ def cmd_fleet(args) -> int:
         for seed in range(args.seeds)
     ]
     rows = _run_jobs(jobs, args.jobs)
-    summary = summarize_capacity(rows)
-    print(format_summary(summary))
     if args.json:
         write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})
+    return _report(rows, args)
+
+
+def _report(rows: list[dict], args) -> int:
+    summary = summarize_capacity(rows)
+    print(format_summary(summary))
+    if args.json and not args.from_json:
         Path(args.json).with_suffix(".summary.json").write_text(
             json.dumps(summary, indent=1) + "\n"
         )
