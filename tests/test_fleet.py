@@ -158,3 +158,10 @@ def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
     assert cli_main(["fleet", f"--from-json={tmp_path / 'rows.json'}", f"--plot={png}"]) == 0
     assert png.stat().st_size > 0
     assert "2.50" in capsys.readouterr().out
+
+
+def test_fleet_command_names_a_bad_rows_file(tmp_path, capsys):
+    bad = tmp_path / "rows.json"
+    bad.write_text("not json")
+    assert cli_main(["fleet", f"--from-json={bad}"]) == 2
+    assert str(bad) in capsys.readouterr().err

@@ -89,7 +89,15 @@ def cmd_fleet(args) -> int:
     if args.from_json:
         from ..bench.report import read_json
 
-        rows = [row for path in args.from_json for row in read_json(path)]
+        rows = []
+        for path in args.from_json:
+            try:
+                rows += [r for r in read_json(path) if "capacity_rps" in r]
+            except (OSError, ValueError, KeyError, TypeError) as exc:
+                print(
+                    f"error: --from-json {path}: not a fleet --json file ({exc})", file=sys.stderr
+                )
+                return 2
         return _report(rows, args)
     if args.rate is not None:
         rows = []
