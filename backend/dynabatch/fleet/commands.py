@@ -55,6 +55,11 @@ def register(subparsers) -> None:
     p.add_argument("--slo-tpot", type=float, help="P99 TPOT SLO in s (default: MLPerf's)")
     p.add_argument("--rel-tol", type=float, default=0.03)
     p.add_argument("--jobs", type=int, default=1, help="capacity searches in parallel")
+    p.add_argument(
+        "--label",
+        default="",
+        help="suffix for the router name in the rows (e.g. -5ms-scrape for a variant)",
+    )
     p.add_argument("--json", metavar="PATH", help="write per-seed rows and the summary")
     p.add_argument("--plot", metavar="PNG", help="capacity against N per router")
     p.add_argument(
@@ -118,6 +123,8 @@ def cmd_fleet(args) -> int:
         for seed in range(args.seeds)
     ]
     rows = _run_jobs(jobs, args.jobs)
+    for row in rows:
+        row["router"] += args.label
     if args.json:
         write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})
     return _report(rows, args)
