@@ -111,7 +111,9 @@ TEMPLATE_KEYS: tuple[TemplateKey, ...] = (
         _one_of("", "auto", "top_k", "top_p", "top_k_top_p"),
         "auto, top_k, top_p or top_k_top_p",
     ),
-    _ignored("executor_worker_path", "no orchestrator-mode workers"),
+    TemplateKey(
+        "executor_worker_path", USED, "TensorRT-LLM engines: orchestrator mode's worker binary"
+    ),
     TemplateKey("lookahead_window_size", LIMITED, _SPEC, _empty, "empty"),
     TemplateKey("lookahead_ngram_size", LIMITED, _SPEC, _empty, "empty"),
     TemplateKey("lookahead_verification_set_size", LIMITED, _SPEC, _empty, "empty"),
