@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .metrics import Slo, meets_slo_percentile
+from .metrics import Slo
 
 # MLPerf server scenario SLOs by model size (docs: DESIGN.md §6).
 MLPERF_SLO = {"70b": Slo(2.0, 0.2), "13b": Slo(2.0, 0.1), "8b": Slo(2.0, 0.1), "7b": Slo(2.0, 0.1)}
@@ -78,10 +78,3 @@ def find_capacity(
         else:
             hi = mid
     return CapacityResult(capacity_rps=lo, first_failing_rps=hi, probes=probes)
-
-
-def slo_predicate(
-    run_at_rate: Callable[[float], dict], slo: Slo, q: int = 99
-) -> Callable[[float], bool]:
-    """Turn 'run a benchmark at this rate, return its summary row' into the predicate."""
-    return lambda rate: meets_slo_percentile(run_at_rate(rate), slo, q)

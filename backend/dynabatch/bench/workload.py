@@ -264,14 +264,29 @@ def synthetic(
 
 
 def resample(
-    lengths_from: Workload, n: int, rate: float, *, seed: int = 0, name: str | None = None
+    lengths_from: Workload,
+    n: int,
+    rate: float,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    arrival: str = "poisson",
+    cv: float = 1.0,
 ) -> Workload:
-    """Poisson arrivals at `rate` with (prompt, output) pairs drawn from another
-    workload: the capacity search keeps a trace's length mix and varies only the rate."""
-    if n < 1 or rate <= 0:
-        raise WorkloadError(f"resample needs n >= 1 and rate > 0 (got {n}, {rate})")
+    """Poisson (or bursty gamma, coefficient of variation `cv`) arrivals at `rate` with
+    (prompt, output) pairs drawn from another workload: the capacity search keeps a
+    trace's length mix and varies only the rate. The same seed gives the same draw and
+    the same arrival pattern (scaled by the rate) at every rate."""
+    if n < 1 or rate <= 0 or cv <= 0:
+        raise WorkloadError(f"resample needs n >= 1, rate > 0, cv > 0 (got {n}, {rate}, {cv})")
     rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0 / rate, n)
+    if arrival == "poisson":
+        gaps = rng.exponential(1.0 / rate, n)
+    elif arrival == "gamma":
+        shape = 1.0 / (cv * cv)
+        gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
+    else:
+        raise WorkloadError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}")
     gaps[0] = 0.0
     times = np.cumsum(gaps)
     pick = rng.integers(0, len(lengths_from.items), n)
@@ -280,7 +295,7 @@ def resample(
         for t, k in zip(times, pick)
     )
     return Workload(
-        name=name or f"{lengths_from.name}-poisson-{rate:g}rps",
+        name=name or f"{lengths_from.name}-{arrival}-{rate:g}rps",
         items=items,
         max_new_tokens=lengths_from.max_new_tokens,
     )
