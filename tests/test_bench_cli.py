@@ -169,7 +169,9 @@ def test_capacity_cli(tmp_path, capsys):
             "--seeds",
             "0-2",
             "--max-probes",
-            "4",
+            "10",
+            "--rel-tol",
+            "0.1",
             "--start-rate",
             "2",
             "--json",
@@ -186,7 +188,7 @@ def test_capacity_cli(tmp_path, capsys):
         assert r["capacity_rps"] == sorted(r["capacity_by_seed"])[1]  # the median
         assert r["capacity_min_rps"] == min(r["capacity_by_seed"]) > 0
         assert r["capacity_max_rps"] == max(r["capacity_by_seed"])
-        assert [len(log) for log in r["probe_logs"]] and r["probes"] <= 3 * 4
+        assert [len(log) for log in r["probe_logs"]] and r["probes"] <= 3 * 10
         assert r["requests_per_probe"] == 40
     assert rows[0]["vs_trtllm_default"] == pytest.approx(1.0)
     assert rows[0]["wtl_trtllm_default"] == "0/3/0"

@@ -7,6 +7,7 @@ virtual-clock benchmark into it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
@@ -40,11 +41,13 @@ def find_capacity(
     max_probes: int = 16,
     floor: float = 1e-3,
     ceiling: float = 1e4,
+    growth: float = 2.0,
 ) -> CapacityResult:
-    """Bracket the threshold by doubling/halving from `start`, then bisect until the
-    bracket is within `rel_tol` (relative) or `max_probes` evaluations are spent."""
-    if start <= 0 or rel_tol <= 0 or max_probes < 2:
-        raise ValueError("find_capacity needs start > 0, rel_tol > 0, max_probes >= 2")
+    """Bracket the threshold by multiplying/dividing `start` by `growth`, then bisect
+    until the bracket is within `rel_tol` (relative) or `max_probes` evaluations are
+    spent. A start near the answer with a small growth (a warm start) saves probes."""
+    if start <= 0 or rel_tol <= 0 or max_probes < 2 or growth <= 1:
+        raise ValueError("find_capacity needs start > 0, rel_tol > 0, max_probes >= 2, growth > 1")
     probes: list[tuple[float, bool]] = []
 
     def probe(rate: float) -> bool:
@@ -57,7 +60,7 @@ def find_capacity(
     if probe(rate):
         lo = rate
         while len(probes) < max_probes and rate < ceiling:  # grow until it fails
-            rate = min(rate * 2, ceiling)
+            rate = min(rate * growth, ceiling)
             if probe(rate):
                 lo = rate
             else:
@@ -66,13 +69,13 @@ def find_capacity(
     else:
         hi = rate
         while len(probes) < max_probes and rate > floor:  # shrink until it holds
-            rate = max(rate / 2, floor)
+            rate = max(rate / growth, floor)
             if probe(rate):
                 lo = rate
                 break
             hi = rate
     while hi is not None and lo > 0 and len(probes) < max_probes and (hi - lo) > rel_tol * lo:
-        mid = (lo + hi) / 2
+        mid = math.sqrt(lo * hi)  # geometric: the tolerance is relative
         if probe(mid):
             lo = mid
         else:

@@ -14,6 +14,8 @@ import math
 import statistics
 from collections.abc import Sequence
 
+# The sweep behind "best static in hindsight": what a user finds by trying limits.
+DENSE_LIMITS = (4, 6, 8, 12, 16, 24, 32, 48, 64, 96, 128, 192, 256, 384, 512)
 BASELINES = (
     "trtllm_default",
     "vllm_default",
@@ -34,6 +36,7 @@ _COPIED = (
     "rel_tol",
     "slo_ttft_s",
     "slo_tpot_s",
+    "slo_level",
 )
 
 
@@ -50,17 +53,22 @@ def _ratio(a: float, b: float) -> float:
     return math.inf if a > 0 else 1.0  # both zero: a tie
 
 
+def cell_key(row: dict) -> tuple:
+    """A grid cell: the same arrivals per seed and the same SLO."""
+    return (row["workload"], row["profile"], row["slo_ttft_s"], row["slo_tpot_s"])
+
+
 def summarize_seeds(seed_rows: Sequence[dict], tolerance: float) -> list[dict]:
-    """Group per-seed rows by (workload, profile, policy), in first-seen order."""
+    """Group per-seed rows by (cell, policy), in first-seen order."""
     groups: dict[tuple, list[dict]] = {}
     for r in seed_rows:
-        groups.setdefault((r["workload"], r["profile"], r["policy"]), []).append(r)
+        groups.setdefault((*cell_key(r), r["policy"]), []).append(r)
     rows = []
     for members in groups.values():
         members = sorted(members, key=lambda r: r["seed"])
         caps = [r["capacity_rps"] for r in members]
         fails = [r["first_failing_rps"] for r in members if not math.isnan(r["first_failing_rps"])]
-        row = {k: members[0][k] for k in _COPIED}
+        row = {k: members[0][k] for k in _COPIED if k in members[0]}
         row.update(
             {
                 "seeds": [r["seed"] for r in members],
@@ -74,8 +82,8 @@ def summarize_seeds(seed_rows: Sequence[dict], tolerance: float) -> list[dict]:
             }
         )
         rows.append(row)
-    for cell in {(r["workload"], r["profile"]) for r in rows}:
-        compare_cell([r for r in rows if (r["workload"], r["profile"]) == cell], tolerance)
+    for cell in dict.fromkeys(cell_key(r) for r in rows):
+        compare_cell([r for r in rows if cell_key(r) == cell], tolerance)
     return rows
 
 

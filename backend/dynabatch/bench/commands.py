@@ -7,6 +7,7 @@ import os
 import sys
 
 from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_seeds
+from .capacity_stats import DENSE_LIMITS
 from .matrix import DEFAULT_PROFILE, build_workloads, run_matrix, slo_for
 from .report import CAPACITY_COLUMNS, format_table, write_csv, write_json
 from .workload import DEFAULT_MAX_NEW_TOKENS, WorkloadError
@@ -83,6 +84,16 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
 
 
+def _limits(text: str) -> tuple[int, ...]:
+    try:
+        limits = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expects N,N,... integers, got {text!r}") from None
+    if not limits or min(limits) < 1:
+        raise argparse.ArgumentTypeError(f"expects limits >= 1, got {text!r}")
+    return limits
+
+
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
@@ -127,6 +138,13 @@ def register(subparsers) -> None:
         help=f"bisection stops within this fraction (default {DEFAULT_REL_TOL})",
     )
     c.add_argument("--max-probes", type=int, default=14, help="benchmark runs per search at most")
+    c.add_argument(
+        "--static-limits",
+        type=_limits,
+        metavar="N,N,...",
+        help="the static limits in the line-up, under both capacity policies (default "
+        "8,12,16,32,64,128; e.g. the dense sweep " + ",".join(map(str, DENSE_LIMITS)) + ")",
+    )
     c.set_defaults(func=cmd_capacity)
 
 
