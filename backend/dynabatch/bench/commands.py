@@ -147,6 +147,10 @@ def register(subparsers) -> None:
     )
     c.set_defaults(func=cmd_capacity)
 
+    from .grid import register as register_grid
+
+    register_grid(subparsers)
+
 
 def check_options(args) -> None:
     """Raise ValueError naming the first bad option, before any work starts."""

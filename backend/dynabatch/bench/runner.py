@@ -188,6 +188,7 @@ def run_policy(
     requests = workload.requests()
     params: dict[str, Any] = {
         "tpot_sla_ms": slo.tpot_s * 1000.0,
+        "ttft_sla_s": slo.ttft_s,  # the run's SLO, as a deployment would configure it
         **(controller_params or {}),
         **dict(spec.params),
     }

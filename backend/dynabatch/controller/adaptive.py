@@ -41,6 +41,15 @@ _SCALE_MIN = 0.3  # the eviction back-off never drops the KV budget below this
 _WARMUP_FINISHED = 8  # finished requests before the length model is trusted
 _FORECAST_EVERY = 8  # updates between forecasts while the batch and queue head stand still
 _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
+# TTFT in view for memory: the overflow margin of the forecast shrinks linearly with the
+# queue head's wait, to none (the mean forecast) once it has waited this part of the TTFT
+# SLO. Under max_utilization an overflow pauses the newest request (its work is redone),
+# while a request held back past its TTFT is a sure SLO miss.
+_RISK_TTFT_FRACTION = 0.5
+# The SLA bound steps aside once the queue head has waited this part of the TTFT SLO
+# (not the whole of it: by then the head has missed already, and the requests admitted
+# together when the bound lifts bring one large prefill that breaks TPOT too).
+_SLA_TTFT_FRACTION = 0.5
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -214,7 +223,9 @@ class AdaptiveController:
         # TTFT in view: once the queue's oldest request has waited past the TTFT target,
         # the requests behind it miss their SLO already; cutting the batch for TPOT would
         # only lengthen the queue, so the SLA bound steps aside until the queue catches up.
-        self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
+        self.ttft_pressure = (
+            bool(self.ttft_s) and sample.oldest_wait_s > _SLA_TTFT_FRACTION * self.ttft_s
+        )
         warm = len(self.lengths) >= _WARMUP_FINISHED
         if sample.waiting_head:
             self._head_seen = True
@@ -232,6 +243,9 @@ class AdaptiveController:
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
+        elif self.ttft_pressure and self.raw > self.stabilizer.limit:
+            # TTFT pressure is a hard signal too: the lift is needed now, not in a window
+            self.stabilizer.force(self.raw)
         held = self.stabilizer.update(self.raw, now)
         self._limit = (
             clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
@@ -268,13 +282,20 @@ class AdaptiveController:
         cand_max = np.array([m for _, m in head], dtype=np.int64)
         # block rounding is counted per request above, so the budget is the whole cache
         budget = self.total_tokens * self.forecast_scale
-        k, left = self.survival.fits(cur, gen, mx, prompts, cand_max, self.z_forecast, budget)
+        z = self.z_forecast * self._margin_left(sample.oldest_wait_s)
+        k, left = self.survival.fits(cur, gen, mx, prompts, cand_max, z, budget)
         fits = float(k)
         if k == len(head) and left > 0:
             # every visible newcomer fits: extend with typical ones (mean final footprint)
             p_mean, l_mean = self.lengths.mean_prompt_and_output()
             fits += math.floor(left / (p_mean + l_mean + half))
         return n + fits
+
+    def _margin_left(self, oldest_wait_s: float) -> float:
+        """1 with an empty queue, down to 0 once the head waited _RISK_TTFT_FRACTION x TTFT."""
+        if not self.ttft_s or _RISK_TTFT_FRACTION <= 0:
+            return 1.0
+        return max(0.0, 1.0 - oldest_wait_s / (_RISK_TTFT_FRACTION * self.ttft_s))
 
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
