@@ -40,16 +40,17 @@ class GridSlice:
     policies: tuple[str, ...] | None  # None: the whole line-up (+ the static sweep)
 
 
-# Sized for a test: one profile, one mix, two SLO levels, two seeds, tiny probes.
+# Sized for a test: one profile, one mix, two SLO levels (two points on the TPOT axis),
+# two seeds, small probes, a coarse tolerance; seconds, not minutes.
 CI_SLICE = GridSlice(
     profiles=("llama-3-8b-h100",),
     workloads=("short-long",),
-    slo_levels=("server", "tight"),
+    slo_levels=("interactive", "tight"),
     seeds=(0, 1),
-    requests=60,
-    rel_tol=0.1,
-    static_limits=(8, 64),
-    policies=("trtllm_default", "static-8/maxu", "static-64/maxu", "paper_sla", "adaptive"),
+    requests=80,
+    rel_tol=0.15,
+    static_limits=(8,),
+    policies=("trtllm_default", "static-8/maxu", "adaptive"),
 )
 
 
