@@ -44,7 +44,8 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # TTFT in view for memory: the overflow margin of the forecast shrinks linearly with the
 # queue head's wait, to none (the mean forecast) once it has waited this part of the TTFT
 # SLO. Under max_utilization an overflow pauses the newest request (its work is redone),
-# while a request held back past its TTFT is a sure SLO miss.
+# while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
+# the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
 # The SLA bound steps aside once the queue head has waited this part of the TTFT SLO
 # (not the whole of it: by then the head has missed already, and the requests admitted
@@ -294,8 +295,10 @@ class AdaptiveController:
         return n + fits
 
     def _margin_left(self, oldest_wait_s: float) -> float:
-        """1 with an empty queue, down to 0 once the head waited _RISK_TTFT_FRACTION x TTFT."""
-        if not self.ttft_s or _RISK_TTFT_FRACTION <= 0:
+        """1 with an empty queue, down to 0 once the head waited _RISK_TTFT_FRACTION x TTFT,
+        and 1 again once it waited past the TTFT: its SLO is lost whatever is admitted
+        (overload), and an eviction then only wastes work."""
+        if not self.ttft_s or _RISK_TTFT_FRACTION <= 0 or oldest_wait_s > self.ttft_s:
             return 1.0
         return max(0.0, 1.0 - oldest_wait_s / (_RISK_TTFT_FRACTION * self.ttft_s))
 
