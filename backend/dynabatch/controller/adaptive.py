@@ -221,9 +221,9 @@ class AdaptiveController:
             self.forecast_scale = max(_SCALE_MIN, self.forecast_scale * self.backoff)
         self.b_memory = self._memory_bound(sample)
         self.b_sla = self._sla_bound(stats, now)
-        # TTFT in view: once the queue's oldest request has waited past the TTFT target,
-        # the requests behind it miss their SLO already; cutting the batch for TPOT would
-        # only lengthen the queue, so the SLA bound steps aside until the queue catches up.
+        # TTFT in view: once the queue's oldest request has used half its TTFT, there is
+        # no TTFT slack left to trade for TPOT; cutting the batch would only lengthen the
+        # queue, so the SLA bound steps aside until the queue catches up.
         self.ttft_pressure = (
             bool(self.ttft_s) and sample.oldest_wait_s > _SLA_TTFT_FRACTION * self.ttft_s
         )
