@@ -80,29 +80,24 @@ class SurvivalTable:
 
         current/generated/max_new: running requests (tokens held today incl. block
         rounding, tokens produced, max tokens); prompts/cand_max: the queue head."""
-        mx_all = max(int(max_new.max(initial=1)), int(cand_max.max(initial=1)))
-        grid = _GRID[: int(np.searchsorted(_GRID, mx_all, side="right"))]
-        # running requests: one sum over them; candidates: a cumulative sum, so row j is
-        # the forecast with the first j candidates admitted
-        run_mean, run_var = self._moments(current, generated, max_new, grid)
-        cand_mean, cand_var = self._moments(
-            prompts, np.zeros(len(prompts), dtype=np.int64), cand_max, grid
-        )
-        mean = np.vstack((run_mean.sum(axis=0), cand_mean)).cumsum(axis=0)
-        var = np.vstack((run_var.sum(axis=0), cand_var)).cumsum(axis=0)
+        s, top, n = self.surv, self.top, len(current)
+        # one pass over running requests then candidates: row j of the cumulative sums is
+        # the forecast with everything up to j admitted
+        cur = np.concatenate((current, prompts))
+        gen = np.concatenate((generated, np.zeros(len(prompts), dtype=np.int64)))
+        mx = np.concatenate((max_new, cand_max))
+        h_max = int(mx.max(initial=1))
+        grid = _GRID[: int(np.searchsorted(_GRID, h_max, side="right"))]
+        t = gen[:, None] + grid[None, :]
+        q = s[np.minimum(t, top)] / s[np.minimum(gen, top)][:, None]
+        q *= t < mx[:, None]
+        size = cur[:, None] + grid[None, :]
+        mean = q * size
+        var = mean * (1.0 - q) * size
+        zero = np.zeros((1, len(grid)))
+        mean = np.concatenate((zero, mean.cumsum(axis=0)))[n:]  # rows: 0..k candidates
+        var = np.concatenate((zero, var.cumsum(axis=0)))[n:]
         peak = (mean + z * np.sqrt(var)).max(axis=1)
         ok = peak[1:] <= budget
         k = len(prompts) if ok.all() else int(np.argmin(ok))
         return k, float(budget - peak[k])
-
-    def _moments(
-        self, current: np.ndarray, generated: np.ndarray, max_new: np.ndarray, grid: np.ndarray
-    ) -> tuple[np.ndarray, np.ndarray]:
-        """Per request and horizon: the mean and variance of the tokens it holds."""
-        s, top = self.surv, self.top
-        t = generated[:, None] + grid[None, :]
-        q = s[np.minimum(t, top)] / s[np.minimum(generated, top)][:, None]
-        q *= t < max_new[:, None]
-        size = current[:, None] + grid[None, :]
-        mean = q * size
-        return mean, mean * (1.0 - q) * size
