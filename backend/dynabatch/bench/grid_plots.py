@@ -39,6 +39,10 @@ def plot_capacity_vs_tpot(rows: Sequence[dict], profile: str, path: Path) -> Pat
             style = "-o" if name == "adaptive" else ("--s" if name == "best static" else ":.")
             ax.errorbar(x, y, yerr=err, fmt=style, capsize=3, label=name)
         ax.set_xscale("log")
+        ticks = sorted({r["slo_tpot_s"] * 1000 for r in cell_rows})
+        ax.set_xticks(ticks, [f"{t:g}" for t in ticks])
+        ax.minorticks_off()
+        ax.set_ylim(bottom=0)
         ax.set_title(wl, fontsize=10)
         ax.set_xlabel("TPOT SLO (ms, P99)")
         ax.grid(alpha=0.3)
@@ -74,7 +78,7 @@ def plot_win_loss_map(lines: Sequence[dict], path: Path) -> Path:
     for i in range(len(row_keys)):
         for j in range(len(cols)):
             ax.text(j, i, text[i][j], ha="center", va="center", fontsize=7)
-    fig.colorbar(im, ax=ax, label="adaptive / best static (median capacity)")
+    fig.colorbar(im, ax=ax, label="adaptive / best static")
     ax.set_title("adaptive vs best static in hindsight (W/T/L per seed)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=110)
