@@ -69,3 +69,33 @@ def test_resample_pairs_arrivals_across_rates_and_policies():
     mean = sum(gaps) / len(gaps)
     cv_seen = (sum((g - mean) ** 2 for g in gaps) / len(gaps)) ** 0.5 / mean
     assert cv_seen > 2.0  # bursty: far above Poisson's 1
+
+
+def test_static_limits_make_the_swept_line_up_with_paired_seeds():
+    import argparse
+
+    from dynabatch.bench.capacity_runner import capacity_jobs
+
+    args = argparse.Namespace(
+        policies=None,
+        static_limits="6,10",
+        slo_ttft=None,
+        slo_tpot=None,
+        requests=50,
+        start_rate=1.0,
+        rel_tol=0.02,
+        max_probes=8,
+        arrival="gamma",
+        cv=3.0,
+    )
+    jobs = capacity_jobs([synthetic(20, 1.0)], ["llama-3-8b-h100"], args, (0, 1, 2))
+    statics = [j.spec.name for j in jobs if j.spec.policy == "static"]
+    assert statics == [
+        "trtllm_default",
+        "vllm_default",
+        "static-6/gne",
+        "static-10/gne",
+        "static-6/maxu",
+        "static-10/maxu",
+    ]
+    assert all(j.seeds == (0, 1, 2) and j.arrival == "gamma" and j.cv == 3.0 for j in jobs)

@@ -131,6 +131,8 @@ def test_bench_errors_are_clear(tmp_path, capsys):
         (["capacity", "--synthetic", "5:1", "--requests", "0"], "--requests"),
         (["capacity", "--synthetic", "5:1", "--slo-tpot", "0"], "--slo-tpot"),
         (["capacity", "--synthetic", "5:1", "--rel-tol", "-1"], "--rel-tol"),
+        (["capacity", "--synthetic", "5:1", "--static-limits", "8,x"], "--static-limits"),
+        (["capacity", "--synthetic", "5:1", "--static-limits", "0"], "--static-limits"),
         (["bench", "--synthetic", "5"], "--synthetic"),
     ],
 )

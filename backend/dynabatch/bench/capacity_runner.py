@@ -132,6 +132,17 @@ def parse_seeds(text: str) -> tuple[int, ...]:
     return seeds
 
 
+def parse_limits(text: str) -> tuple[int, ...]:
+    """'4,8,16' -> static limits; ValueError naming --static-limits otherwise."""
+    try:
+        limits = tuple(int(v) for v in text.split(",") if v.strip())
+    except ValueError:
+        raise ValueError(f"--static-limits expects N,N,... integers, got {text!r}") from None
+    if not limits or min(limits) < 1:
+        raise ValueError(f"--static-limits expects limits >= 1, got {text!r}")
+    return limits
+
+
 def capacity_jobs(
     workloads: Sequence[Workload], profiles: Sequence[str], args, seeds: Sequence[int]
 ) -> list[CapacityJob]:
@@ -141,7 +152,10 @@ def capacity_jobs(
     jobs = []
     for wl in workloads:
         for prof in profiles:
-            lineup = policy_lineup(prof, getattr(args, "static_limits", None) or STATIC_LIMITS)
+            limits = getattr(args, "static_limits", None)
+            if isinstance(limits, str):
+                limits = parse_limits(limits)
+            lineup = policy_lineup(prof, limits or STATIC_LIMITS)
             specs = select(lineup, args.policies.split(",") if args.policies else None)
             jobs += [
                 CapacityJob(

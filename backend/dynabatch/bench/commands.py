@@ -6,7 +6,7 @@ import argparse
 import os
 import sys
 
-from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_seeds
+from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_limits, parse_seeds
 from .capacity_stats import DENSE_LIMITS
 from .matrix import DEFAULT_PROFILE, build_workloads, run_matrix, slo_for
 from .report import CAPACITY_COLUMNS, format_table, write_csv, write_json
@@ -84,16 +84,6 @@ def _common_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
 
 
-def _limits(text: str) -> tuple[int, ...]:
-    try:
-        limits = tuple(int(v) for v in text.split(",") if v.strip())
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expects N,N,... integers, got {text!r}") from None
-    if not limits or min(limits) < 1:
-        raise argparse.ArgumentTypeError(f"expects limits >= 1, got {text!r}")
-    return limits
-
-
 def register(subparsers) -> None:
     p = subparsers.add_parser(
         "bench",
@@ -140,7 +130,6 @@ def register(subparsers) -> None:
     c.add_argument("--max-probes", type=int, default=14, help="benchmark runs per search at most")
     c.add_argument(
         "--static-limits",
-        type=_limits,
         metavar="N,N,...",
         help="the static limits in the line-up, under both capacity policies (default "
         "8,12,16,32,64,128; e.g. the dense sweep " + ",".join(map(str, DENSE_LIMITS)) + ")",
@@ -168,11 +157,15 @@ def check_options(args) -> None:
             msg = exc.args[0] if exc.args else exc
             raise ValueError(f"--profile: {msg}") from None
         if args.policies:
-            select(policy_lineup(prof), args.policies.split(","))
+            limits = getattr(args, "static_limits", None)
+            lineup = policy_lineup(prof, parse_limits(limits)) if limits else policy_lineup(prof)
+            select(lineup, args.policies.split(","))
     if getattr(args, "jobs", 1) < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if getattr(args, "seeds", None) is not None:
         parse_seeds(args.seeds)
+    if getattr(args, "static_limits", None):
+        parse_limits(args.static_limits)
     for name, least in (("requests", 1), ("max_probes", 2)):
         value = getattr(args, name, None)
         if value is not None and value < least:
