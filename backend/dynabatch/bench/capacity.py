@@ -42,25 +42,39 @@ def find_capacity(
     floor: float = 1e-3,
     ceiling: float = 1e4,
     growth: float = 2.0,
+    on_grid: bool = False,
 ) -> CapacityResult:
     """Bracket the threshold by multiplying/dividing `start` by `growth`, then bisect
     until the bracket is within `rel_tol` (relative) or `max_probes` evaluations are
-    spent. A start near the answer with a small growth (a warm start) saves probes."""
+    spent. A start near the answer with a small growth (a warm start) saves probes.
+
+    `on_grid`: every probed rate is a point of the fixed geometric grid (1 + rel_tol)^k
+    req/s, and bisection runs to adjacent points. Two searches of the same threshold
+    then return the same capacity whatever their start or path, so paired comparisons
+    see ties as ties, not as one bisection step of noise."""
     if start <= 0 or rel_tol <= 0 or max_probes < 2 or growth <= 1:
         raise ValueError("find_capacity needs start > 0, rel_tol > 0, max_probes >= 2, growth > 1")
     probes: list[tuple[float, bool]] = []
+    log_step = math.log1p(rel_tol)
+
+    def snap(rate: float) -> float:
+        return math.exp(round(math.log(rate) / log_step) * log_step) if on_grid else rate
 
     def probe(rate: float) -> bool:
         ok = bool(meets(rate))
         probes.append((rate, ok))
         return ok
 
+    if on_grid:
+        start = snap(start)
+        growth = max(growth, 1 + rel_tol)
+
     lo, hi = 0.0, None
     rate = start
     if probe(rate):
         lo = rate
         while len(probes) < max_probes and rate < ceiling:  # grow until it fails
-            rate = min(rate * growth, ceiling)
+            rate = min(snap(rate * growth), ceiling)
             if probe(rate):
                 lo = rate
             else:
@@ -69,13 +83,15 @@ def find_capacity(
     else:
         hi = rate
         while len(probes) < max_probes and rate > floor:  # shrink until it holds
-            rate = max(rate / growth, floor)
+            rate = max(snap(rate / growth), floor)
             if probe(rate):
                 lo = rate
                 break
             hi = rate
     while hi is not None and lo > 0 and len(probes) < max_probes and (hi - lo) > rel_tol * lo:
-        mid = math.sqrt(lo * hi)  # geometric: the tolerance is relative
+        mid = snap(math.sqrt(lo * hi))  # geometric: the tolerance is relative
+        if on_grid and not lo * (1 + 1e-9) < mid < hi * (1 - 1e-9):
+            break  # adjacent grid points: as fine as the grid goes
         if probe(mid):
             lo = mid
         else:

@@ -69,7 +69,12 @@ def _search(job: CapacityJob, seed: int, start: float, growth: float) -> dict:
         return meets_slo_percentile(run_policy(wl, job.profile, job.spec, slo=job.slo).row, job.slo)
 
     res = find_capacity(
-        meets, start=start, rel_tol=job.rel_tol, max_probes=job.max_probes, growth=growth
+        meets,
+        start=start,
+        rel_tol=job.rel_tol,
+        max_probes=job.max_probes,
+        growth=growth,
+        on_grid=True,  # every policy probes the same rates: equal thresholds tie exactly
     )
     return {
         "policy": job.spec.name,
