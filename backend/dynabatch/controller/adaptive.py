@@ -47,10 +47,6 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
 # the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
-# The SLA bound steps aside once the queue head has waited this part of the TTFT SLO
-# (not the whole of it: by then the head has missed already, and the requests admitted
-# together when the bound lifts bring one large prefill that breaks TPOT too).
-_SLA_TTFT_FRACTION = 0.5
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -221,12 +217,13 @@ class AdaptiveController:
             self.forecast_scale = max(_SCALE_MIN, self.forecast_scale * self.backoff)
         self.b_memory = self._memory_bound(sample)
         self.b_sla = self._sla_bound(stats, now)
-        # TTFT in view: once the queue's oldest request has used half its TTFT, there is
-        # no TTFT slack left to trade for TPOT; cutting the batch would only lengthen the
-        # queue, so the SLA bound steps aside until the queue catches up.
-        self.ttft_pressure = (
-            bool(self.ttft_s) and sample.oldest_wait_s > _SLA_TTFT_FRACTION * self.ttft_s
-        )
+        # TTFT in view: once the queue's oldest request has waited past the TTFT target,
+        # the requests behind it miss their SLO already; cutting the batch for TPOT would
+        # only lengthen the queue, so the SLA bound steps aside until the queue catches up.
+        # (Stepping aside earlier, at half the TTFT with the lift forced, lost 5-18 % of
+        # capacity on llama-3-8b-h100 under a 12 ms TPOT: the cut is what holds TPOT
+        # through a burst, and 2,000-request probes showed it; docs/CONTROLLER.md §3.)
+        self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
         warm = len(self.lengths) >= _WARMUP_FINISHED
         if sample.waiting_head:
             self._head_seen = True
@@ -244,9 +241,6 @@ class AdaptiveController:
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
-        elif self.ttft_pressure and self.raw > self.stabilizer.limit:
-            # TTFT pressure is a hard signal too: the lift is needed now, not in a window
-            self.stabilizer.force(self.raw)
         held = self.stabilizer.update(self.raw, now)
         self._limit = (
             clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held

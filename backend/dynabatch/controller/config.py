@@ -112,9 +112,9 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         "ttft_sla_s",
         float,
         2.0,
-        "`adaptive`: TTFT target (s); once the oldest queued request has waited half of "
-        "it, the TPOT bound steps aside and the KV forecast drops its overflow margin "
-        "(0 = never)",
+        "`adaptive`: TTFT target (s); while the oldest queued request has waited longer, "
+        "the TPOT bound steps aside; as its wait nears half of it, the KV forecast sheds "
+        "its overflow margin (0 = never)",
         min=0.0,
         group=_G,
     ),
