@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 
 from .metrics import Slo
 
-# MLPerf server scenario SLOs by model size (MLPerf Inference rules, LLM server scenario).
+# MLPerf server scenario SLOs by model size (docs/BENCHMARKS.md).
 MLPERF_SLO = {"70b": Slo(2.0, 0.2), "13b": Slo(2.0, 0.1), "8b": Slo(2.0, 0.1), "7b": Slo(2.0, 0.1)}
 
 

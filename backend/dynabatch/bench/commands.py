@@ -101,6 +101,18 @@ def register(subparsers) -> None:
         "(see docs/BENCHMARKS.md); writes JSON/CSV/markdown/PNG under --out",
     )
     p.add_argument("--out", default="out/bench", help="--report: output directory")
+    p.add_argument(
+        "--engine",
+        choices=("simulated", "trtllm_executor", "trtllm_llmapi"),
+        default="simulated",
+        help="engine adapter the workload runs through (TensorRT-LLM ones need --standin)",
+    )
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="run a TensorRT-LLM engine on the repository's stand-in (tests/stand_in), "
+        "driven by the simulated executor, when TensorRT-LLM is absent",
+    )
     p.set_defaults(func=cmd_bench)
 
     c = subparsers.add_parser(
@@ -194,6 +206,13 @@ def cmd_bench(args) -> int:
     workloads, rc = _options_or_error(args)
     if workloads is None:
         return rc
+    if args.engine != "simulated" and not args.standin:
+        print(
+            f"error: --engine {args.engine} runs TensorRT-LLM in real time only; add "
+            "--standin to benchmark its adapter on the repository's stand-in",
+            file=sys.stderr,
+        )
+        return 2
     profiles = args.profile or [DEFAULT_PROFILE]
     rows, _ = run_matrix(workloads, profiles, args, plot_dir=args.plot)
     print(format_table(rows))

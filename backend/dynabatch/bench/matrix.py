@@ -69,7 +69,11 @@ def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
             specs = select(
                 policy_lineup(prof), (args.policies or "").split(",") if args.policies else None
             )
-            jobs += [Job(wl, prof, s, slo_for(args, prof)) for s in specs]
+            engine = getattr(args, "engine", "simulated")
+            engine_kw = (
+                (("engine", engine), ("standin", args.standin)) if engine != "simulated" else ()
+            )
+            jobs += [Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw) for s in specs]
     progress = Progress(len(jobs), label)
     t0 = time.monotonic()
     results = run_jobs(
