@@ -34,6 +34,7 @@ def build_workloads(args) -> list[Workload]:
                 output_sigma=args.length_sigma,
                 seed=args.seed,
                 max_new_tokens=args.max_new_tokens,
+                max_len=getattr(args, "max_len", 8192),
             )
         ]
     if not args.trace:

@@ -98,6 +98,11 @@ def write_json(rows: Sequence[dict], path: str | Path, meta: dict | None = None)
     Path(path).write_text(json.dumps(doc, indent=1) + "\n")
 
 
+def read_json(path: str | Path) -> list[dict]:
+    """The rows of a file `write_json` wrote (dynabatch fleet reads its baselines so)."""
+    return json.loads(Path(path).read_text())["rows"]
+
+
 def all_keys(rows: Iterable[dict]) -> list[str]:
     keys: list[str] = []
     for row in rows:
