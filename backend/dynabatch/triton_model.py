@@ -26,6 +26,7 @@ from .core import ServingCore
 from .engines.factory import make_engine
 from .gate import AdmissionGate
 from .metrics import TritonMetrics
+from .queue_order import make_queue_order
 from .request_mapping import (
     INPUT_NAMES,
     Limits,
@@ -165,7 +166,13 @@ class TritonPythonModel:
                 max_batch_size=cfg.max_batch_size,
                 kv_capacity=self.engine.kv_capacity,
             )
-            gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
+            gate = AdmissionGate(
+                cfg.max_queue_size,
+                cfg.queue_timeout_s,
+                make_queue_order(cfg.queue_order),
+                aging_s=cfg.queue_order.aging_s,
+                tenant_queue_limits=cfg.queue_order.tenant_queue_limits,
+            )
             self.core = ServingCore(self.engine, self.controller, gate)
             self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
             self.limits = Limits(

@@ -7,6 +7,7 @@ import os
 import sys
 import time
 
+from .admission_args import add_queue_args, queue_order_from_args
 from .capacity import default_slo
 from .metrics import Slo
 from .report import Progress, format_table, write_csv, write_json
@@ -82,6 +83,7 @@ def _common_args(p: argparse.ArgumentParser) -> None:
         help="parallel processes (default: 2 or the CPU count)",
     )
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
+    add_queue_args(p)
 
 
 def register(subparsers) -> None:
@@ -191,7 +193,8 @@ def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
             specs = select(
                 policy_lineup(prof), (args.policies or "").split(",") if args.policies else None
             )
-            jobs += [Job(wl, prof, s, slo_for(args, prof)) for s in specs]
+            order = queue_order_from_args(args)
+            jobs += [Job(wl, prof, s, slo_for(args, prof), queue_order=order) for s in specs]
     progress = Progress(len(jobs), label)
     t0 = time.monotonic()
     results = run_jobs(
