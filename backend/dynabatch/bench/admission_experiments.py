@@ -3,11 +3,16 @@
     python -m dynabatch.bench.admission_experiments fairness --seeds 0-4
     python -m dynabatch.bench.admission_experiments sjf --seeds 0-4
 
-Both draw Poisson arrivals with the Azure conversation trace's (prompt, output) mix
-(`resample`) at a fraction of the capacity of `adaptive` on the profile (1.00 req/s on
-llama-2-13b-a100-40gb, docs/BENCHMARKS.md), and run the same ServingCore, gate and
-controller as the server (bench/runner.run_policy). Each seed is one paired workload:
-every order serves exactly the same requests.
+Both draw 1000 Poisson arrivals with the Azure conversation trace's (prompt, output)
+mix (`resample`, seed N) at a fraction of the capacity of `adaptive` on that very
+workload: the highest rate with P99 TTFT and TPOT within the SLO, from
+
+    dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N
+
+(CAPACITY_BY_SEED below; a seed's arrival gaps only scale with the rate, so the
+workload at 0.9 x capacity is the capacity probe's workload slowed down). They run the
+same ServingCore, gate and controller as the server (bench/runner.run_policy). Each
+seed is one paired workload: every order serves exactly the same requests.
 
 - fairness: two tenants, `heavy` sending 10x the requests of `light`, at 90 % of
   capacity. Light's P99 TTFT under fcfs and fair vs light's requests served alone
@@ -31,7 +36,8 @@ from .runner import MAXU, PolicySpec, run_policy
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
-CAPACITY_RPS = 1.00  # adaptive on conv, llama-2-13b-a100-40gb (docs/BENCHMARKS.md)
+# `dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N`, req/s
+CAPACITY_BY_SEED = {0: 0.62, 1: 0.66, 2: 0.48, 3: 0.81, 4: 0.75}
 
 
 def _seeds(text: str) -> list[int]:
@@ -66,15 +72,23 @@ def _run(wl: Workload, policy: str, queue_policy: str, aging_s: float) -> dict:
     return run_policy(wl, PROFILE, spec, slo=default_slo(PROFILE), queue_order=order).row
 
 
+def capacity(args, seed: int) -> float:
+    if args.capacity:
+        return args.capacity
+    if seed not in CAPACITY_BY_SEED:
+        raise SystemExit(f"no measured capacity for seed {seed}: give --capacity")
+    return CAPACITY_BY_SEED[seed]
+
+
 def _stat(values: list[float]) -> dict:
     return {"median": median(values), "min": min(values), "max": max(values)}
 
 
 def fairness(args) -> dict:
     base = load_trace("conv")
-    rate = args.load * args.capacity
     per_seed = []
     for seed in args.seed_list:
+        rate = args.load * capacity(args, seed)
         wl = two_tenant_workload(base, args.requests, rate, seed)
         alone = _run(only_tenant(wl, "light"), args.policy, "fcfs", args.aging_s)
         fcfs = _run(wl, args.policy, "fcfs", args.aging_s)
@@ -83,6 +97,7 @@ def fairness(args) -> dict:
         per_seed.append(
             {
                 "seed": seed,
+                "rate_rps": rate,
                 "light_requests": alone["requests"],
                 "light_ttft_p99_alone_s": light_alone,
                 "light_ttft_p99_fcfs_s": fcfs["tenants"]["light"]["ttft_p99_s"],
@@ -95,10 +110,10 @@ def fairness(args) -> dict:
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
-    keys = [k for k in per_seed[0] if k not in ("seed", "light_requests")]
+    keys = [k for k in per_seed[0] if k not in ("seed", "light_requests", "rate_rps")]
     return {
         "experiment": "fairness",
-        "rate_rps": rate,
+        "load": args.load,
         "per_seed": per_seed,
         "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
     }
@@ -106,15 +121,16 @@ def fairness(args) -> dict:
 
 def sjf(args) -> dict:
     base = load_trace("conv")
-    rate = args.load * args.capacity
     per_seed = []
     for seed in args.seed_list:
+        rate = args.load * capacity(args, seed)
         wl = resample(base, args.requests, rate, seed=seed)
         rows = {q: _run(wl, args.policy, q, args.aging_s) for q in ("fcfs", "sjf")}
         f, s = rows["fcfs"], rows["sjf"]
         per_seed.append(
             {
                 "seed": seed,
+                "rate_rps": rate,
                 "ttft_mean_fcfs_s": f["ttft_mean_s"],
                 "ttft_mean_sjf_s": s["ttft_mean_s"],
                 "ttft_p50_fcfs_s": f["ttft_p50_s"],
@@ -129,10 +145,10 @@ def sjf(args) -> dict:
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
-    keys = [k for k in per_seed[0] if k != "seed"]
+    keys = [k for k in per_seed[0] if k not in ("seed", "rate_rps")]
     return {
         "experiment": "sjf",
-        "rate_rps": rate,
+        "load": args.load,
         "aging_s": args.aging_s,
         "per_seed": per_seed,
         "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
@@ -149,14 +165,16 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--load", type=float, default=0.0, help="fraction of capacity (default per experiment)"
     )
-    p.add_argument("--capacity", type=float, default=CAPACITY_RPS, help="capacity req/s")
+    p.add_argument(
+        "--capacity", type=float, default=0.0, help="capacity req/s (default: per seed, measured)"
+    )
     p.add_argument("--policy", default="adaptive", help="controller (batch_policy)")
     p.add_argument("--aging-s", type=float, default=10.0, help="queue aging bound, seconds")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
     args = p.parse_args(argv)
     args.seed_list = _seeds(args.seeds)
     if args.experiment == "fairness":
-        args.requests = args.requests or 2200
+        args.requests = args.requests or 1000
         args.load = args.load or 0.9
         result = fairness(args)
     else:
