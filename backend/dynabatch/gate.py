@@ -2,8 +2,11 @@
 
 The order of admission comes from a QueueOrder (queue_order.py: fcfs, priority, sjf,
 fair); the default is priority first (higher first), then arrival. Requests wait in
-one heap per lane (one lane, or one per tenant for `fair`). Aging: a request that has
-waited `aging_s` goes before everything that arrived after it. Removal (cancel) and
+one heap per lane (one lane, or one per tenant for `fair`). The order picks the lane;
+aging then applies inside it: a request that has waited `aging_s` goes before every
+request of its lane that arrived after it (with one lane: before everything that
+arrived after it; with `fair`, the virtual token counter alone arbitrates between
+tenants, so a flooding tenant's aged backlog cannot push the others aside). Removal (cancel) and
 expiry (queue timeout) are lazy: entries are marked dead and skipped on pop, so every
 operation stays O(log n) (+ the number of lanes) even with a long queue.
 
@@ -74,7 +77,8 @@ class AdmissionGate:
         self.aging_s = aging_s
         self.tenant_queue_limits = tenant_queue_limits or TenantTable()
         self._lanes: dict[str, list[QueuedRequest]] = {}
-        self._by_arrival: deque[QueuedRequest] = deque()  # FIFO: expiry, aging, oldest wait
+        self._by_arrival: deque[QueuedRequest] = deque()  # FIFO: expiry, oldest wait
+        self._lane_arrival: dict[str, deque[QueuedRequest]] = {}  # FIFO per lane: aging
         self._by_id: dict[int, QueuedRequest] = {}
         self._seq = itertools.count()
         self.tenants: dict[str, TenantStats] = {}
@@ -111,17 +115,14 @@ class AdmissionGate:
             self.order.on_queued(tenant, [t for t, s in self.tenants.items() if s.queued])
         stats.queued += 1
         heapq.heappush(self._lanes.setdefault(lane, []), item)
+        self._lane_arrival.setdefault(lane, deque()).append(item)
         self._by_arrival.append(item)
         self._by_id[request.request_id] = item
         return None
 
     def peek(self, now: float | None = None) -> QueuedRequest | None:
-        """The request admitted next: the oldest if it has aged (when `now` is given),
-        else the order's choice."""
-        if now is not None and self.aging_s:
-            oldest = self._oldest()
-            if oldest is not None and now - oldest.enqueue_time >= self.aging_s:
-                return oldest
+        """The request admitted next: in the lane the order picks, the oldest if it has
+        aged (when `now` is given), else the lane's head."""
         heads: dict[str, QueuedRequest] = {}
         for lane, heap in list(self._lanes.items()):
             while heap and not heap[0].alive:
@@ -130,9 +131,17 @@ class AdmissionGate:
                 heads[lane] = heap[0]
             else:
                 del self._lanes[lane]
+                self._lane_arrival.pop(lane, None)
         if not heads:
             return None
-        return heads[self.order.choose(heads)]
+        lane = self.order.choose(heads)
+        if now is not None and self.aging_s:
+            arrivals = self._lane_arrival[lane]
+            while not arrivals[0].alive:  # the lane holds a live item: this ends
+                arrivals.popleft()
+            if now - arrivals[0].enqueue_time >= self.aging_s:
+                return arrivals[0]
+        return heads[lane]
 
     def head(self, k: int = 4) -> list[QueuedRequest]:
         """About the first k requests in admission order, cheaply: the k smallest of a

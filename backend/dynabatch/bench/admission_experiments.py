@@ -36,8 +36,12 @@ from .runner import MAXU, PolicySpec, run_policy
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
-# `dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N`, req/s
-CAPACITY_BY_SEED = {0: 0.62, 1: 0.66, 2: 0.48, 3: 0.81, 4: 0.75}
+# `dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N
+#  --profile P`, req/s
+CAPACITY_BY_SEED = {
+    "llama-2-13b-a100-40gb": {0: 0.62, 1: 0.66, 2: 0.48, 3: 0.81, 4: 0.75},
+    "llama-2-7b-a100-80gb": {0: 5.25},
+}
 
 
 def _seeds(text: str) -> list[int]:
@@ -66,18 +70,20 @@ def only_tenant(wl: Workload, tenant: str) -> Workload:
     )
 
 
-def _run(wl: Workload, policy: str, queue_policy: str, aging_s: float) -> dict:
-    spec = PolicySpec(policy, policy, MAXU)
-    order = QueueOrderConfig(policy=queue_policy, aging_s=aging_s)
-    return run_policy(wl, PROFILE, spec, slo=default_slo(PROFILE), queue_order=order).row
+def _run(wl: Workload, args, queue_policy: str) -> dict:
+    spec = PolicySpec(args.policy, args.policy, MAXU)
+    order = QueueOrderConfig(policy=queue_policy, aging_s=args.aging_s)
+    slo = default_slo(args.profile)
+    return run_policy(wl, args.profile, spec, slo=slo, queue_order=order).row
 
 
 def capacity(args, seed: int) -> float:
     if args.capacity:
         return args.capacity
-    if seed not in CAPACITY_BY_SEED:
-        raise SystemExit(f"no measured capacity for seed {seed}: give --capacity")
-    return CAPACITY_BY_SEED[seed]
+    measured = CAPACITY_BY_SEED.get(args.profile, {})
+    if seed not in measured:
+        raise SystemExit(f"no measured capacity for {args.profile} seed {seed}: give --capacity")
+    return measured[seed]
 
 
 def _stat(values: list[float]) -> dict:
@@ -90,9 +96,9 @@ def fairness(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = two_tenant_workload(base, args.requests, rate, seed)
-        alone = _run(only_tenant(wl, "light"), args.policy, "fcfs", args.aging_s)
-        fcfs = _run(wl, args.policy, "fcfs", args.aging_s)
-        fair = _run(wl, args.policy, "fair", args.aging_s)
+        alone = _run(only_tenant(wl, "light"), args, "fcfs")
+        fcfs = _run(wl, args, "fcfs")
+        fair = _run(wl, args, "fair")
         light_alone = alone["ttft_p99_s"]
         per_seed.append(
             {
@@ -125,7 +131,7 @@ def sjf(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = resample(base, args.requests, rate, seed=seed)
-        rows = {q: _run(wl, args.policy, q, args.aging_s) for q in ("fcfs", "sjf")}
+        rows = {q: _run(wl, args, q) for q in ("fcfs", "sjf")}
         f, s = rows["fcfs"], rows["sjf"]
         per_seed.append(
             {
@@ -169,6 +175,7 @@ def main(argv: list[str] | None = None) -> int:
         "--capacity", type=float, default=0.0, help="capacity req/s (default: per seed, measured)"
     )
     p.add_argument("--policy", default="adaptive", help="controller (batch_policy)")
+    p.add_argument("--profile", default=PROFILE, help=f"simulator profile (default {PROFILE})")
     p.add_argument("--aging-s", type=float, default=10.0, help="queue aging bound, seconds")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
     args = p.parse_args(argv)
