@@ -57,7 +57,7 @@ def test_output_length_model_is_the_capped_mean_of_learned_lengths():
 def test_sjf_admits_the_shortest_predicted_job_conditioned_on_max_tokens():
     order = ShortestJobOrder()
     for _ in range(100):
-        order.on_finish(200)  # answers are about 200 tokens long
+        order.on_finish(200, 100)  # answers are about 200 tokens long
     gate = AdmissionGate(order=order)
     gate.offer(req(1, prompt=300, n=1000), None, 0.0)  # ~500 tokens
     gate.offer(req(2, prompt=100, n=1000), None, 0.0)  # ~300 tokens

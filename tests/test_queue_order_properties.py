@@ -54,7 +54,7 @@ def simulate(order_name: str, aging_s: float, slots: int, arrivals: list):
         now = min(next_arrival, next_finish)
         while running and running[0][0] <= now:
             _, rid, tokens = heapq.heappop(running)
-            gate.on_finish(rid, tokens)
+            gate.on_finish(rid, tokens, 1)
         while i < len(pending) and pending[i][0] <= now:
             at, rid, _, prompt, max_new, prio, tenant = pending[i]
             request = GenerationRequest(

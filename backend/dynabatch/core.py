@@ -231,7 +231,7 @@ class ServingCore:
         else:
             self.counters.completed += 1
         self.controller.on_request_finish(state)
-        self.gate.on_finish(request_id, state.generated)
+        self.gate.on_finish(request_id, state.generated, state.prompt_len)
         sink.on_event(event, state)
 
     def _finish_unadmitted(

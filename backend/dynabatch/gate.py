@@ -192,10 +192,10 @@ class AdmissionGate:
             stats.ttft_count += 1
         self.order.on_tokens(tenant, n)
 
-    def on_finish(self, request_id: int, generated: int) -> None:
+    def on_finish(self, request_id: int, generated: int, prompt_len: int = 0) -> None:
         """An admitted request ended (feeds the SJF length model)."""
         self._running_tenant.pop(request_id, None)
-        self.order.on_finish(generated)
+        self.order.on_finish(generated, prompt_len)
 
     def remove(self, request_id: int) -> QueuedRequest | None:
         item = self._by_id.get(request_id)

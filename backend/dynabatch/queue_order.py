@@ -8,8 +8,9 @@ controller works under every order.
 - `priority`: higher `priority` first, arrival order within a priority (the default).
 - `sjf`: shortest predicted job first. A job is its prompt plus its predicted output:
   E[min(L, max_tokens)] under the output-length distribution learned from finished
-  requests (the same survival table the `adaptive` controller forecasts KV with), so a
-  request asking for few tokens is predicted short.
+  requests (the same survival table the `adaptive` controller forecasts KV with),
+  conditioned on the request's max tokens and prompt length, so a request asking for few
+  tokens, or whose prompt length typically gets short answers, is predicted short.
 - `fair`: the virtual token counter (VTC) of Sheng et al., "Fairness in Serving Large
   Language Models" (OSDI 2024): each tenant's counter grows by the tokens it was served
   (input tokens x 1 at admission, output tokens x 2 as generated, both divided by the
@@ -155,38 +156,75 @@ def queue_order_config(params: Mapping[str, object]) -> QueueOrderConfig:
     )
 
 
-class OutputLengthModel:
-    """E[min(L, m)] from the lengths of the last `window` finished requests: the expected
-    output of a request capped at m tokens. Before anything finished: m (cautious)."""
+class _LengthWindow:
+    """E[min(L, m)] from the last `window` lengths: sum_{t < m} S(t) of their survival
+    table (rebuilt every `rebuild_every` additions)."""
 
-    def __init__(self, window: int = 512, rebuild_every: int = 16) -> None:
+    def __init__(self, window: int, rebuild_every: int) -> None:
         self.window = window
         self.rebuild_every = rebuild_every
-        self._lengths: list[int] = []
+        self.lengths: list[int] = []
         self._since_rebuild = 0
         self._table = SurvivalTable()
         self._cum = np.zeros(1)  # cum[t] = sum_{u < t} S(u)
 
-    def __len__(self) -> int:
-        return len(self._lengths)
-
     def add(self, generated: int) -> None:
-        self._lengths.append(int(generated))
-        if len(self._lengths) > self.window:
-            del self._lengths[: len(self._lengths) - self.window]
+        self.lengths.append(int(generated))
+        if len(self.lengths) > self.window:
+            del self.lengths[: len(self.lengths) - self.window]
         self._since_rebuild += 1
-        if self._since_rebuild >= self.rebuild_every or len(self._lengths) <= self.rebuild_every:
+        if self._since_rebuild >= self.rebuild_every or len(self.lengths) <= self.rebuild_every:
             self._since_rebuild = 0
-            self._table.rebuild(self._lengths)
+            self._table.rebuild(self.lengths)
             self._cum = np.concatenate(([0.0], np.cumsum(self._table.surv)))
 
     def expected(self, max_tokens: int) -> float:
-        if not self._lengths:
-            return float(max_tokens)
         top = self._table.top  # S(t) = surv[top] for t >= top
         if max_tokens <= top + 1:
             return float(self._cum[max_tokens])
         return float(self._cum[top + 1] + (max_tokens - top - 1) * self._table.surv[top])
+
+
+class OutputLengthModel:
+    """The expected output of a request capped at m tokens, E[min(L, m)], learned from
+    finished requests and conditioned on what the request says: its max tokens (the
+    cap) and its prompt length. Output lengths depend on the prompt (in the Azure
+    conversation trace prompts of 700-1300 tokens get ~3.5x longer answers than the
+    rest), so each quarter-octave of prompt length keeps its own window once it has
+    `min_samples` finished requests; until then the window of all requests answers.
+    Before anything finished: m (cautious)."""
+
+    def __init__(
+        self, window: int = 512, bucket_window: int = 128, min_samples: int = 24
+    ) -> None:
+        self._all = _LengthWindow(window, 16)
+        self._bucket_window = bucket_window
+        self.min_samples = min_samples
+        self._buckets: dict[int, _LengthWindow] = {}
+
+    def __len__(self) -> int:
+        return len(self._all.lengths)
+
+    @staticmethod
+    def bucket(prompt_len: int) -> int:
+        return int(4 * np.log2(max(prompt_len, 1)))
+
+    def add(self, generated: int, prompt_len: int | None = None) -> None:
+        self._all.add(generated)
+        if prompt_len is not None:
+            b = self.bucket(prompt_len)
+            if b not in self._buckets:
+                self._buckets[b] = _LengthWindow(self._bucket_window, 8)
+            self._buckets[b].add(generated)
+
+    def expected(self, max_tokens: int, prompt_len: int | None = None) -> float:
+        if not self._all.lengths:
+            return float(max_tokens)
+        if prompt_len is not None:
+            window = self._buckets.get(self.bucket(prompt_len))
+            if window is not None and len(window.lengths) >= self.min_samples:
+                return window.expected(max_tokens)
+        return self._all.expected(max_tokens)
 
 
 class QueueOrder:
@@ -215,7 +253,7 @@ class QueueOrder:
     def on_tokens(self, tenant: str, n: int) -> None:
         pass
 
-    def on_finish(self, generated: int) -> None:
+    def on_finish(self, generated: int, prompt_len: int) -> None:
         pass
 
 
@@ -233,14 +271,14 @@ class ShortestJobOrder(QueueOrder):
         self.lengths = lengths or OutputLengthModel()
 
     def predicted_tokens(self, prompt_len: int, max_new_tokens: int) -> float:
-        return prompt_len + self.lengths.expected(max_new_tokens)
+        return prompt_len + self.lengths.expected(max_new_tokens, prompt_len)
 
     def key(self, item: QueuedRequest) -> tuple:
         r = item.request
         return (self.predicted_tokens(r.prompt_len, r.max_new_tokens), item.seq)
 
-    def on_finish(self, generated: int) -> None:
-        self.lengths.add(generated)
+    def on_finish(self, generated: int, prompt_len: int) -> None:
+        self.lengths.add(generated, prompt_len)
 
 
 class FairShareOrder(QueueOrder):
