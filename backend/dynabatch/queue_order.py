@@ -194,9 +194,7 @@ class OutputLengthModel:
     `min_samples` finished requests; until then the window of all requests answers.
     Before anything finished: m (cautious)."""
 
-    def __init__(
-        self, window: int = 512, bucket_window: int = 128, min_samples: int = 24
-    ) -> None:
+    def __init__(self, window: int = 512, bucket_window: int = 128, min_samples: int = 24) -> None:
         self._all = _LengthWindow(window, 16)
         self._bucket_window = bucket_window
         self.min_samples = min_samples
