@@ -115,7 +115,8 @@ class AdmissionGate:
             self.order.on_queued(tenant, [t for t, s in self.tenants.items() if s.queued])
         stats.queued += 1
         heapq.heappush(self._lanes.setdefault(lane, []), item)
-        self._lane_arrival.setdefault(lane, deque()).append(item)
+        if self.aging_s:  # only aging reads the per-lane arrival order
+            self._lane_arrival.setdefault(lane, deque()).append(item)
         self._by_arrival.append(item)
         self._by_id[request.request_id] = item
         return None
