@@ -16,6 +16,7 @@ from dynabatch.queue_order import (
     make_queue_order,
     parse_tenant_table,
 )
+from dynabatch.request_mapping import RequestError, tenant_param
 from dynabatch.types import GenerationRequest
 
 
@@ -162,3 +163,10 @@ def test_queue_order_parameters_parse_and_fail_clearly():
         with pytest.raises(ConfigError, match=f"'{name}'"):
             load_config(raw)
     assert QueueOrderConfig().policy == "priority"
+
+
+def test_tenant_request_parameter_is_checked():
+    assert tenant_param({}) == "" and tenant_param({"tenant": "team-a@x"}) == "team-a@x"
+    for bad in ["", "a b", "x" * 65, 7, None, "tab\there"]:
+        with pytest.raises(RequestError, match="request parameter 'tenant'"):
+            tenant_param({"tenant": bad})

@@ -1,4 +1,4 @@
-"""`--queue-policy` and `--queue-aging-s` of `dynabatch bench` / `capacity`."""
+"""`--queue-policy` and `--queue-aging-s` of `dynabatch bench`."""
 
 from __future__ import annotations
 

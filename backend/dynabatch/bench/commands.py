@@ -83,7 +83,6 @@ def _common_args(p: argparse.ArgumentParser) -> None:
         help="parallel processes (default: 2 or the CPU count)",
     )
     p.add_argument("--json", metavar="PATH", help="write the rows as JSON")
-    add_queue_args(p)
 
 
 def register(subparsers) -> None:
@@ -95,6 +94,7 @@ def register(subparsers) -> None:
     _workload_args(p, "Azure-format trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")
     _common_args(p)
     p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    add_queue_args(p)
     p.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
         "--report",
