@@ -59,6 +59,7 @@ def test_bench_queue_policy_writes_per_tenant_rows(tenant_trace, tmp_path, capsy
     (row,) = json.loads(out.read_text())["rows"]
     assert row["queue_policy"] == "fair"
     assert row["ttft_mean_s"] > 0 and row["ttft_max_s"] >= row["ttft_p99_s"]
+    assert 0 < row["gate_waited_frac"] <= 1 and 0 < row["gate_wait_mean_s"] < row["ttft_mean_s"]
     tenants = row["tenants"]
     assert set(tenants) == {"light", "heavy"}
     for t in tenants.values():

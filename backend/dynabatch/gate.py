@@ -83,6 +83,9 @@ class AdmissionGate:
         self._seq = itertools.count()
         self.tenants: dict[str, TenantStats] = {}
         self._running_tenant: dict[int, str] = {}  # admitted request id -> tenant
+        self.admitted = 0
+        self.admitted_after_wait = 0  # could not go to the engine the moment they arrived
+        self.admission_wait_sum_s = 0.0
 
     def __len__(self) -> int:
         return len(self._by_id)
@@ -173,6 +176,11 @@ class AdmissionGate:
         if item is None:
             return None
         self._kill(item)
+        wait = now - item.enqueue_time
+        self.admitted += 1
+        if wait > 0:
+            self.admitted_after_wait += 1
+            self.admission_wait_sum_s += wait
         tenant = tenant_of(item.request)
         stats = self.tenants[tenant]
         stats.admitted += 1

@@ -137,6 +137,8 @@ def sjf(args) -> dict:
             {
                 "seed": seed,
                 "rate_rps": rate,
+                "gate_waited_frac_fcfs": f["gate_waited_frac"],
+                "gate_wait_mean_fcfs_s": f["gate_wait_mean_s"],
                 "ttft_mean_fcfs_s": f["ttft_mean_s"],
                 "ttft_mean_sjf_s": s["ttft_mean_s"],
                 "ttft_p50_fcfs_s": f["ttft_p50_s"],

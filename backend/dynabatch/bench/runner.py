@@ -254,6 +254,9 @@ def run_policy(
     row["queue_policy"] = qo.policy
     waits = [r.first_token - r.arrival for r in records if r.first_token is not None]
     row["ttft_max_s"] = max(waits, default=0.0)
+    # how much of TTFT the admission order can act on: time spent waiting in the gate
+    row["gate_waited_frac"] = gate.admitted_after_wait / gate.admitted if gate.admitted else 0.0
+    row["gate_wait_mean_s"] = gate.admission_wait_sum_s / gate.admitted if gate.admitted else 0.0
     if any(r.tenant for r in records):
         row["tenants"] = per_tenant(records, row["duration_s"], slo)
     row.update(
