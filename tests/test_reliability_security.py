@@ -17,6 +17,8 @@ FREE_TEXT = {
     "gpt_model_path": "TensorRT-LLM engine dir / checkpoint, opened by TensorRT-LLM",
     "tokenizer_dir": "tokenizer dir, opened by TensorRT-LLM",
     "gpu_device_ids": "comma-separated integers (parsed with int())",
+    "tenant_weights": "name:number pairs (queue_order.parse_tenant_table), a lookup table only",
+    "tenant_max_queue_size": "name:integer pairs (queue_order.parse_tenant_table), a lookup table only",
 }
 
 
