@@ -2,6 +2,7 @@
 the order in which the engine serves queued requests, and a tenant over its own queue
 limit gets its own clear error while the other tenants are served."""
 
+import numpy as np
 import pytest
 from triton_server import Stream, wait_for
 
@@ -16,20 +17,35 @@ ONE_AT_A_TIME = dict(
 )
 
 
+def hold_the_engine(triton, s: Stream, parameters: dict | None = None) -> None:
+    """Start a long request and wait until it runs: later requests must queue."""
+    s.send("blocker", [1, 2, 3], 4000, parameters=parameters)
+    s.wait(lambda: s.tokens.get("blocker"), timeout=20)
+
+
+def release_the_engine(triton, s: Stream, queued: int) -> None:
+    """Once `queued` requests wait in the gate, stop the long request."""
+    wait_for(lambda: triton.metric("dynabatch_queue_length") == queued, timeout=20)
+    s.send("blocker", [1], 1, stop=np.array([[True]]))
+
+
 def first_token_order(triton, queue_policy: str) -> list[str]:
     triton.load("tensorrt_llm", queue_policy=queue_policy, **ONE_AT_A_TIME)
     s = Stream(triton.grpc_url)
     try:
-        s.send("blocker", [1, 2, 3], 300)
-        s.wait(lambda: s.tokens.get("blocker"), timeout=20)  # running: the rest must queue
+        hold_the_engine(triton, s)
         s.send("low1", [4, 5, 6], 4)
         s.send("low2", [7, 8, 9], 4, parameters={"request_priority": 0})
         s.send("high", [10, 11, 12], 4, parameters={"request_priority": 7})
-        s.wait(lambda: {"blocker", "low1", "low2", "high"} <= s.finished, timeout=60)
+        release_the_engine(triton, s, queued=3)
+        s.wait(
+            lambda: {"low1", "low2", "high"} <= s.finished and s.finals.get("blocker") == 2,
+            timeout=60,
+        )
     finally:
         s.close()
     assert not s.errors
-    assert "high" in s.tokens and len(s.tokens["blocker"]) == 300
+    assert all(len(s.tokens[r]) == 4 for r in ("low1", "low2", "high"))
     return list(s.tokens)  # dict order = order of first tokens
 
 
@@ -49,13 +65,17 @@ def test_tenant_over_its_queue_limit_gets_its_own_error_others_served(triton):
     )
     s = Stream(triton.grpc_url)
     try:
-        s.send("blocker", [1, 2, 3], 300, parameters={"tenant": "quiet"})
-        s.wait(lambda: s.tokens.get("blocker"), timeout=20)
+        hold_the_engine(triton, s, {"tenant": "quiet"})
         for i in range(5):
             s.send(f"noisy{i}", [4, 5, 6], 4, parameters={"tenant": "noisy"})
         for i in range(3):
             s.send(f"quiet{i}", [7, 8, 9], 4, parameters={"tenant": "quiet"})
-        s.wait(lambda: len(s.finished) + len(s.errors) == 9, timeout=60)
+        release_the_engine(triton, s, queued=5)  # noisy's 2 within its limit, quiet's 3
+        # the blocker gets two final responses: the stop request's and its own
+        s.wait(
+            lambda: len(s.finished) + len(s.errors) == 9 and s.finals.get("blocker") == 2,
+            timeout=60,
+        )
     finally:
         s.close()
     assert len(s.errors) == 3, s.errors
@@ -67,7 +87,7 @@ def test_tenant_over_its_queue_limit_gets_its_own_error_others_served(triton):
     expected = {
         ("dynabatch_tenant_rejected_total", "noisy"): 3,
         ("dynabatch_tenant_admitted_total", "quiet"): 4,
-        ("dynabatch_tenant_output_tokens_total", "quiet"): 312,
+        ("dynabatch_tenant_output_tokens_total", "quiet"): len(s.tokens["blocker"]) + 12,
         ("dynabatch_tenant_ttft_seconds_count", "noisy"): 2,
         ("dynabatch_tenant_queue_length", "noisy"): 0,
     }
