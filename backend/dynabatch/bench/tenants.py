@@ -6,6 +6,7 @@ over the run's duration, so a tenant's tokens_per_s adds up to the run's output_
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 
 from ..queue_order import DEFAULT_TENANT
@@ -27,7 +28,9 @@ TENANT_KEYS = (
 
 
 def per_tenant(records: Sequence[RequestRecord], duration_s: float, slo: Slo) -> dict[str, dict]:
-    """{tenant: summary} with `tokens_per_s` (output tokens per second of the run)."""
+    """{tenant: summary} with `tokens_per_s` (output tokens per second of the run);
+    an empty statistic is None (JSON has no NaN, and the report writer cleans only the
+    top level of a row)."""
     by: dict[str, list[RequestRecord]] = {}
     for r in records:
         by.setdefault(r.tenant or DEFAULT_TENANT, []).append(r)
@@ -36,5 +39,7 @@ def per_tenant(records: Sequence[RequestRecord], duration_s: float, slo: Slo) ->
         full = summarize(by[tenant], duration_s, slo)
         row = {k: full[k] for k in TENANT_KEYS}
         row["tokens_per_s"] = full["output_tok_s"]
-        out[tenant] = row
+        out[tenant] = {
+            k: None if isinstance(v, float) and not math.isfinite(v) else v for k, v in row.items()
+        }
     return out
