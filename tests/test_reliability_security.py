@@ -17,6 +17,8 @@ FREE_TEXT = {
     "gpt_model_path": "TensorRT-LLM engine dir / checkpoint, opened by TensorRT-LLM",
     "tokenizer_dir": "tokenizer dir, opened by TensorRT-LLM",
     "gpu_device_ids": "comma-separated integers (parsed with int())",
+    "executor_worker_path": "executable TensorRT-LLM spawns over MPI (orchestrator mode); "
+    "set by whoever writes config.pbtxt, who already controls the model repository's code",
     "tenant_weights": "name:number pairs (queue_order.parse_tenant_table), a lookup table only",
     "tenant_max_queue_size": "name:integer pairs (queue_order.parse_tenant_table), a lookup table only",
 }
@@ -92,8 +94,10 @@ def test_no_dynamic_code_from_input():
     fixed tables (engines, CLI modules, pynvml, tensorrt_llm)."""
     for path in (ROOT / "backend" / "dynabatch").rglob("*.py"):
         text = path.read_text()
-        for bad in ("eval(", "exec(", "__import__(", "pickle.", "runpy", "marshal."):
+        for bad in ("__import__(", "pickle.", "runpy", "marshal."):
             assert bad not in text, f"{path}: {bad}"
+        # the builtins; a method of that name (BLS's InferenceRequest.exec) is not one
+        assert not re.search(r"(?<![.\w])(eval|exec)\(", text), f"{path}: eval/exec"
         for arg in re.findall(r"import_module\(([^)]*)\)", text):
             assert arg.strip() in (
                 "name",

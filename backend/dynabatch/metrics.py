@@ -65,8 +65,8 @@ TRTLLM_FAMILIES = {
 def _idle_stats(core: ServingCore) -> IterationStats:
     """Iteration stats of an engine that holds nothing. An engine that learns its KV
     size only from its first iteration (TensorRT-LLM) reports 0 blocks until then."""
-    cap = core.engine.kv_capacity
-    blocks = cap.total_blocks if cap.total_tokens < 2**31 - 1 else 0
+    cap = core.engine.kv_capacity  # None until the engine knows its pool: report 0 blocks
+    blocks = cap.total_blocks if cap is not None else 0
     return IterationStats(
         iter=0,
         timestamp=0.0,
@@ -78,8 +78,33 @@ def _idle_stats(core: ServingCore) -> IterationStats:
         max_num_blocks=blocks,
         free_num_blocks=blocks,
         used_num_blocks=0,
-        tokens_per_block=cap.tokens_per_block,
+        tokens_per_block=cap.tokens_per_block if cap is not None else 0,
     )
+
+
+def exported_stats(core: ServingCore) -> IterationStats:
+    """The iteration stats /metrics shows for `core` now (the fleet's scraper reads the
+    same): the idle state before the first iteration, and once the core holds nothing."""
+    s = core.last_stats
+    if s is None:
+        return _idle_stats(core)
+    if not core.running and not len(core.gate):
+        # An idle engine runs no iterations, so its last stats still show the last
+        # request. The core holds none now: every request got its final event, which
+        # (Engine protocol) frees its KV blocks; report that idle state.
+        return dataclasses.replace(
+            s,
+            num_active_requests=0,
+            num_queued_requests=0,
+            num_scheduled_requests=0,
+            num_context_requests=0,
+            num_gen_requests=0,
+            num_paused_requests=0,
+            num_ctx_tokens=0,
+            used_num_blocks=0,
+            free_num_blocks=s.max_num_blocks,
+        )
+    return s
 
 
 REQUEST_OUTCOMES = ("submitted", "accepted", "completed", "cancelled", "failed")
@@ -113,6 +138,11 @@ class TritonMetrics:
         )
         self._queue = self._gauge(
             fam, "dynabatch_queue_length", "requests waiting in the model's admission queue", g
+        )
+        # Fresh between iterations (the nv_trt_llm_* counts follow iteration stats):
+        # with dynabatch_batch_limit it gives a router the headroom (fleet/routers.py).
+        self._running = self._gauge(
+            fam, "dynabatch_running_requests", "requests admitted to the engine", g
         )
         c = fam.COUNTER
         self._paused = self._gauge(
@@ -174,22 +204,8 @@ class TritonMetrics:
             # No iteration yet (a fresh load or reload): show this engine's idle state,
             # never what a previous instance of the model left in Triton's registry.
             self._trtllm_set(_idle_stats(core), core)
-        elif not core.running and not len(core.gate):
-            # An idle engine runs no iterations, so its last stats still show the last
-            # request. The core holds none now: every request got its final event, which
-            # (Engine protocol) frees its KV blocks; report that idle state.
-            s = dataclasses.replace(
-                s,
-                num_active_requests=0,
-                num_queued_requests=0,
-                num_scheduled_requests=0,
-                num_context_requests=0,
-                num_gen_requests=0,
-                num_paused_requests=0,
-                num_ctx_tokens=0,
-                used_num_blocks=0,
-                free_num_blocks=s.max_num_blocks,
-            )
+        else:
+            s = exported_stats(core)
         if s is not None:
             self._trtllm_set(s, core)
             self._update_tpot(s)
@@ -203,6 +219,7 @@ class TritonMetrics:
             if bound is not None and bound == bound and abs(bound) != float("inf"):
                 self._bounds[component].set(bound)
         self._queue.set(len(core.gate))
+        self._running.set(len(core.running))
         self._tenants.update(core.gate)
         if self._tpot_ewma is not None:
             self._tpot.set(self._tpot_ewma)

@@ -40,6 +40,9 @@ def _workload_args(p: argparse.ArgumentParser, trace_help: str) -> None:
         "--output-median", type=float, default=128, help="synthetic output length median"
     )
     g.add_argument("--length-sigma", type=float, default=1.0, help="synthetic lognormal sigma")
+    g.add_argument(
+        "--max-len", type=int, default=8192, help="synthetic lengths are clipped to this"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
         "--rate-scale",
@@ -103,6 +106,33 @@ def register(subparsers) -> None:
         "(see docs/BENCHMARKS.md); writes JSON/CSV/markdown/PNG under --out",
     )
     p.add_argument("--out", default="out/bench", help="--report: output directory")
+    p.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="closed loop: N clients, each sends its next request when its last one "
+        "finishes (arrival times ignored)",
+    )
+    p.add_argument(
+        "--engine-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="simulated-engine parameter, repeatable (max_num_tokens, tokens_per_block, "
+        "kv_cache_free_gpu_mem_fraction, max_tokens_in_paged_kv_cache, enable_chunked_context, "
+        "context_blocks, seed; config.pbtxt names work too)",
+    )
+    p.add_argument(
+        "--engine",
+        choices=("simulated", "trtllm_executor", "trtllm_llmapi"),
+        default="simulated",
+        help="engine adapter the workload runs through (TensorRT-LLM ones need --standin)",
+    )
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="run a TensorRT-LLM engine on the repository's stand-in (tests/stand_in), "
+        "driven by the simulated executor, when TensorRT-LLM is absent",
+    )
     p.set_defaults(func=cmd_bench)
 
     c = subparsers.add_parser(
@@ -138,6 +168,7 @@ def build_workloads(args) -> list[Workload]:
                 output_sigma=args.length_sigma,
                 seed=args.seed,
                 max_new_tokens=args.max_new_tokens,
+                max_len=args.max_len,
             )
         ]
     if not args.trace:
@@ -172,6 +203,20 @@ def cmd_bench(args) -> int:
     except WorkloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.engine != "simulated" and not args.standin:
+        print(
+            f"error: --engine {args.engine} runs TensorRT-LLM in real time only; add "
+            "--standin to benchmark its adapter on the repository's stand-in",
+            file=sys.stderr,
+        )
+        return 2
+    if (args.concurrency or args.engine_opt) and args.engine != "simulated":
+        print("error: --concurrency and --engine-opt run on --engine simulated", file=sys.stderr)
+        return 2
+    if args.concurrency or args.engine_opt:
+        from .closed_loop import run_bench
+
+        return run_bench(args, workloads)
     profiles = args.profile or [DEFAULT_PROFILE]
     rows, _ = run_matrix(workloads, profiles, args, plot_dir=args.plot)
     print(format_table(rows))
@@ -193,8 +238,15 @@ def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
             specs = select(
                 policy_lineup(prof), (args.policies or "").split(",") if args.policies else None
             )
+            engine = getattr(args, "engine", "simulated")
+            engine_kw = (
+                (("engine", engine), ("standin", args.standin)) if engine != "simulated" else ()
+            )
             order = queue_order_from_args(args)
-            jobs += [Job(wl, prof, s, slo_for(args, prof), queue_order=order) for s in specs]
+            jobs += [
+                Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw, queue_order=order)
+                for s in specs
+            ]
     progress = Progress(len(jobs), label)
     t0 = time.monotonic()
     results = run_jobs(

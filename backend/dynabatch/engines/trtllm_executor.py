@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
@@ -21,25 +21,23 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
     sampling_fields,
     stats_from_executor,
 )
+from .trtllm_parallel import (
+    EXECUTOR_PARALLEL_PARAMS,
+    PARALLEL_PARAMS,
+    executor_parallel_config,
+)
 
 log = logging.getLogger("dynabatch.engines.trtllm_executor")
 
-TRTLLM_EXECUTOR_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
-    ParamSpec(
-        "gpu_device_ids",
-        str,
-        "",
-        "comma-separated GPU ids for the executor (empty = TensorRT-LLM's default)",
-        group="tensorrt_llm",
-    ),
-]
+TRTLLM_EXECUTOR_PARAMS: list[ParamSpec] = (
+    COMMON_PARAMS + PARALLEL_PARAMS + EXECUTOR_PARALLEL_PARAMS  # multi-GPU: trtllm_parallel.py
+)
 
 # TensorRT-LLM FinishReason name -> ours (STOP_WORDS: dynabatch sends none; treat as EOS
 # of the model, like END_ID).
@@ -73,14 +71,9 @@ def build_executor_config(tle: Any, p: Mapping[str, Any], max_batch_size: int) -
     )
     if p["max_num_tokens"]:
         kwargs["max_num_tokens"] = p["max_num_tokens"]
-    ids = p.get("gpu_device_ids", "")
-    if ids:
-        try:
-            kwargs["parallel_config"] = tle.ParallelConfig(
-                device_ids=[int(x) for x in ids.split(",")]
-            )
-        except ValueError:
-            raise ConfigError("gpu_device_ids", ids, "comma-separated integers") from None
+    parallel = executor_parallel_config(tle, p)
+    if parallel is not None:
+        kwargs["parallel_config"] = parallel
     return tle.ExecutorConfig(**kwargs)
 
 
@@ -93,9 +86,10 @@ class TrtllmExecutorEngine:
         tle: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         max_beam_width: int = 1,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._ex = executor
         self._tle = tle
@@ -103,14 +97,15 @@ class TrtllmExecutorEngine:
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._max_beam_width = max_beam_width
-        self._clock = EngineClock()
+        # engine time: seconds since start; a benchmark on the stand-in passes its virtual clock
+        self._now = clock or EngineClock().now
         self._stats_clock = StatsClock()
         self._to_ours: dict[int, int] = {}  # executor request id -> our request id
         self._to_theirs: dict[int, int] = {}
         self._shut = False
 
     def now(self) -> float:
-        return self._clock.now()
+        return self._now()
 
     def submit(self, request: GenerationRequest) -> None:
         if self._shut:
@@ -197,9 +192,9 @@ class TrtllmExecutorEngine:
             for s in self._ex.get_latest_iteration_stats()
         ]
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:

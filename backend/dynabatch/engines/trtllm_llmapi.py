@@ -20,11 +20,12 @@ The LLM API is asyncio/future based, the Engine protocol is synchronous. The bri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
@@ -34,13 +35,13 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
     sampling_fields,
     stats_from_dict,
 )
+from .trtllm_parallel import PARALLEL_PARAMS, llmapi_parallel_kwargs, llmapi_visible_devices
 
 log = logging.getLogger("dynabatch.engines.trtllm_llmapi")
 
@@ -60,14 +61,6 @@ TRTLLM_LLMAPI_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
         group="tensorrt_llm",
     ),
     ParamSpec(
-        "tensor_parallel_size",
-        int,
-        1,
-        "GPUs per model (tensor parallelism)",
-        min=1,
-        group="tensorrt_llm",
-    ),
-    ParamSpec(
         "stats_check_period_ms",
         int,
         20,
@@ -76,6 +69,7 @@ TRTLLM_LLMAPI_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
         max=10_000,
         group="tensorrt_llm",
     ),
+    *PARALLEL_PARAMS,  # multi-GPU: trtllm_parallel.py
 ]
 
 _FINISH = {
@@ -106,7 +100,7 @@ def build_llm_kwargs(llmapi: Any, p: Mapping[str, Any], max_batch_size: int) -> 
         enable_chunked_prefill=p["enable_chunked_context"],
         enable_iter_perf_stats=True,
         iter_stats_max_iterations=p["iter_stats_max_iterations"],
-        tensor_parallel_size=p["tensor_parallel_size"],
+        **llmapi_parallel_kwargs(p),
         skip_tokenizer_init=p["skip_tokenizer_init"],
     )
     if p["max_num_tokens"]:
@@ -125,9 +119,10 @@ class TrtllmLlmApiEngine:
         sampling_cls: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         stats_period_s: float = 0.02,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._llm = llm
         self._sampling_cls = sampling_cls
@@ -135,12 +130,13 @@ class TrtllmLlmApiEngine:
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._stats_period = stats_period_s
-        self._clock = EngineClock()
+        # engine time: seconds since start; a benchmark on the stand-in passes its virtual clock
+        self._now = clock or EngineClock().now
         self._stats_clock = StatsClock()
         self._events: queue.Queue[TokenEvent] = queue.Queue()
         self._stats: queue.Queue[IterationStats] = queue.Queue()
         self._outputs: dict[int, Any] = {}  # our id -> RequestOutput (loop thread only)
-        self._tasks: dict[int, asyncio.Future] = {}
+        self._tasks: dict[int, concurrent.futures.Future] = {}
         self._cancel_early: set[int] = set()  # cancelled before generate_async returned
         self._shut = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -154,7 +150,7 @@ class TrtllmLlmApiEngine:
         self._stats_thread.start()
 
     def now(self) -> float:
-        return self._clock.now()
+        return self._now()
 
     # ---- requests ---------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> None:
@@ -294,9 +290,9 @@ class TrtllmLlmApiEngine:
         except queue.Empty:
             pass
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:
@@ -329,6 +325,7 @@ def from_parameters(
     trtllm = import_tensorrt_llm("trtllm_llmapi")
     llmapi = import_tensorrt_llm("trtllm_llmapi", "tensorrt_llm.llmapi")
     kwargs = build_llm_kwargs(llmapi, p, max_batch_size)
+    llmapi_visible_devices(p)  # the LLM API takes no device list
     log.info(
         "starting TensorRT-LLM LLM on %s (max_batch_size=%d, policy=%s)",
         path,

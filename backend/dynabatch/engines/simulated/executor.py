@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ...types import FinishReason, GenerationRequest, IterationStats, TokenEvent
 from ..base import EngineError, KvCapacity
@@ -25,7 +26,10 @@ from .kv_cache import BlockManager
 from .latency import LatencyModel
 from .profiles import Profile, get_profile
 from .scheduler import Scheduler, Seq
-from .tokens import first_position_of, token_base, tokens_range
+from .tokens import first_position_of, output_vocab, token_base, tokens_range
+
+if TYPE_CHECKING:
+    from .realtime import RealtimeDriver
 
 
 class SimulatedExecutor:
@@ -41,6 +45,7 @@ class SimulatedExecutor:
         max_tokens_in_paged_kv_cache: int | None = None,
         enable_chunked_context: bool = True,
         seed: int = 0,
+        context_blocks: str = "prompt",
     ) -> None:
         self.profile = get_profile(profile)
         if not 0.0 < kv_cache_free_gpu_mem_fraction <= 1.0:
@@ -63,8 +68,9 @@ class SimulatedExecutor:
             max_num_tokens=max_num_tokens,
             policy=capacity_policy,
             chunked_context=enable_chunked_context,
+            context_blocks=context_blocks,
         )
-        self._vocab = self.profile.model.vocab_size
+        self._vocab = output_vocab(self.profile.model.vocab_size)
         self._seqs: dict[int, Seq] = {}  # stepping thread only
         self._live: set[int] = set()  # ids in flight, for submit's duplicate check
         self._live_lock = threading.Lock()
@@ -78,7 +84,7 @@ class SimulatedExecutor:
         self._iter = 0
         self._recomputed = 0
         self._closed = False
-        self._driver = None  # realtime.RealtimeDriver once started
+        self._driver: RealtimeDriver | None = None  # once started
         self.time_scale = 1.0
 
     # ---- Engine protocol (any thread) -------------------------------------------------
@@ -327,8 +333,8 @@ class SimulatedExecutor:
             iter=self._iter,
             timestamp=0.0,
             iter_latency_ms=latency * 1e3,
-            num_active_requests=len(sched.running) + len(sched.paused),
-            num_queued_requests=len(sched.waiting),
+            num_active_requests=sched.num_started + sched.num_paused,
+            num_queued_requests=sched.num_waiting,
             num_completed_requests=len(finished),
             max_num_active_requests=self.max_batch_size,
             max_num_blocks=bm.total_blocks,
@@ -338,7 +344,7 @@ class SimulatedExecutor:
             num_scheduled_requests=len(ctx) + len(gen),
             num_context_requests=len(ctx),
             num_gen_requests=len(gen),
-            num_paused_requests=len(sched.paused),
+            num_paused_requests=pauses,  # TensorRT-LLM's meaning: paused in this iteration
             num_ctx_tokens=ctx_tokens,
             num_gen_tokens=len(gen),
             num_new_pauses=pauses,
