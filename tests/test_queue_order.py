@@ -167,6 +167,11 @@ def test_queue_order_parameters_parse_and_fail_clearly():
 
 def test_tenant_request_parameter_is_checked():
     assert tenant_param({}) == "" and tenant_param({"tenant": "team-a@x"}) == "team-a@x"
+    # the OpenAI frontend forwards the API's `user` field; `tenant` wins when both come
+    assert tenant_param({"user": "team-b"}) == "team-b"
+    assert tenant_param({"user": "team-b", "tenant": "t"}) == "t"
+    with pytest.raises(RequestError, match="request parameter 'user' \\(the tenant\\)"):
+        tenant_param({"user": "John Doe"})
     for bad in ["", "a b", "x" * 65, 7, None, "tab\there"]:
         with pytest.raises(RequestError, match="request parameter 'tenant'"):
             tenant_param({"tenant": bad})

@@ -247,11 +247,13 @@ MAX_TENANT_LEN = 64
 
 
 def tenant_param(params: Mapping[str, Any]) -> str:
-    """The request parameter `tenant` (who sent the request; "" = the default tenant):
+    """The request parameter `tenant` (who sent the request; "" = the default tenant), or
+    else `user` (what the OpenAI frontend forwards from the API's `user` field):
     1-64 printable characters, no spaces."""
-    if "tenant" not in params:
+    name = "tenant" if "tenant" in params else "user"
+    if name not in params:
         return ""
-    v = params["tenant"]
+    v = params[name]
     if (
         not isinstance(v, str)
         or not 1 <= len(v) <= MAX_TENANT_LEN
@@ -259,7 +261,8 @@ def tenant_param(params: Mapping[str, Any]) -> str:
         or any(c.isspace() for c in v)
     ):
         raise RequestError(
-            f"request parameter 'tenant' must be 1-{MAX_TENANT_LEN} printable characters "
+            f"request parameter '{name}' (the tenant) must be 1-{MAX_TENANT_LEN} printable "
+            "characters "
             f"without spaces, got {v!r:.80}"
         )
     return v
