@@ -17,6 +17,7 @@ from typing import Any
 from .controller import CONTROLLER_PARAMS
 from .engines.factory import ENGINE_NAMES, engine_param_specs
 from .params import ConfigError, ParamSpec, check_known, markdown_table, parse_params
+from .queue_order import QUEUE_ORDER_PARAMS, QueueOrderConfig, queue_order_config
 
 log = logging.getLogger("dynabatch.config")
 
@@ -135,6 +136,7 @@ MODEL_PARAMS: list[ParamSpec] = [
         "only; makes the engine raise or stall); never enable in production",
         group="model",
     ),
+    *QUEUE_ORDER_PARAMS,  # admission order and tenants (queue_order.py)
 ]
 
 # Keys of tensorrtllm_backend's tensorrt_llm config.pbtxt that have no meaning here:
@@ -201,6 +203,7 @@ class ModelConfig:
     engine_watchdog_s: float = 60.0
     engine_recovery: bool = True
     enable_fault_injection: bool = False
+    queue_order: QueueOrderConfig = field(default_factory=QueueOrderConfig)
 
 
 def triton_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
@@ -250,6 +253,7 @@ def load_config(raw: Mapping[str, str]) -> ModelConfig:
         engine_watchdog_s=model["engine_watchdog_ms"] / 1000.0,
         engine_recovery=model["engine_recovery"],
         enable_fault_injection=model["enable_fault_injection"],
+        queue_order=queue_order_config(model),
     )
 
 

@@ -6,6 +6,7 @@ import argparse
 import os
 import sys
 
+from .admission_args import add_queue_args
 from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_limits, parse_seeds
 from .capacity_stats import DENSE_LIMITS
 from .matrix import DEFAULT_PROFILE, build_workloads, run_matrix, slo_for
@@ -96,6 +97,7 @@ def register(subparsers) -> None:
     _workload_args(p, "Azure-format trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")
     _common_args(p)
     p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    add_queue_args(p)
     p.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
         "--report",

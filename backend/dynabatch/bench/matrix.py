@@ -6,6 +6,7 @@ from __future__ import annotations
 import sys
 import time
 
+from .admission_args import queue_order_from_args
 from .capacity import default_slo
 from .metrics import Slo
 from .report import Progress
@@ -74,7 +75,11 @@ def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
             engine_kw = (
                 (("engine", engine), ("standin", args.standin)) if engine != "simulated" else ()
             )
-            jobs += [Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw) for s in specs]
+            order = queue_order_from_args(args)
+            jobs += [
+                Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw, queue_order=order)
+                for s in specs
+            ]
     progress = Progress(len(jobs), label)
     t0 = time.monotonic()
     results = run_jobs(

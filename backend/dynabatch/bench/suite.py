@@ -19,6 +19,7 @@ from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from ..queue_order import QueueOrderConfig
 from .metrics import Slo
 from .runner import GNE, MAXU, PolicySpec, RunResult, run_policy
 from .workload import Workload
@@ -118,6 +119,7 @@ class Job:
     engine_kw: tuple = ()
     controller_params: tuple = ()
     keep_timeline: bool = True
+    queue_order: QueueOrderConfig | None = None  # None = the gate's default order
 
     @property
     def label(self) -> str:
@@ -132,6 +134,7 @@ def run_job(job: Job) -> tuple[dict, dict | None]:
         slo=job.slo,
         engine_kw=dict(job.engine_kw),
         controller_params=dict(job.controller_params),
+        queue_order=job.queue_order,
     )
     return res.row, (res.timeline.as_dict() if job.keep_timeline else None)
 
