@@ -121,8 +121,44 @@ def test_bench_errors_are_clear(tmp_path, capsys):
     bad.write_text("TIMESTAMP,ContextTokens,GeneratedTokens\nnot-a-time,1,1\n")
     assert main(["bench", "--trace", str(bad)]) == 2
     assert "bad TIMESTAMP" in capsys.readouterr().err
-    with pytest.raises(ValueError, match="unknown policy"):
-        main(["bench", "--synthetic", "5:1", "--policies", "nope", "--jobs", "1"])
+
+
+@pytest.mark.parametrize(
+    "argv, names",
+    [
+        (["bench", "--synthetic", "5:1", "--policies", "nope"], "unknown policy nope"),
+        (["bench", "--synthetic", "5:1", "--policies", "static-0/maxu"], "static-0/maxu"),
+        (["bench", "--synthetic", "5:1", "--policies", "static-8/fast"], "static-8/fast"),
+        (["capacity", "--synthetic", "5:1", "--profile", "gpt-9"], "--profile"),
+        (["capacity", "--synthetic", "5:1", "--seeds", "a-b"], "--seeds"),
+        (["capacity", "--synthetic", "5:1", "--requests", "0"], "--requests"),
+        (["capacity", "--synthetic", "5:1", "--slo-tpot", "0"], "--slo-tpot"),
+        (["capacity", "--synthetic", "5:1", "--rel-tol", "-1"], "--rel-tol"),
+        (["capacity", "--synthetic", "5:1", "--static-limits", "8,x"], "--static-limits"),
+        (["capacity", "--synthetic", "5:1", "--static-limits", "0"], "--static-limits"),
+        (["bench", "--synthetic", "5"], "--synthetic"),
+    ],
+)
+def test_cli_mistakes_get_one_line_error(argv, names, capsys):
+    assert main(argv + ["--jobs", "1"]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and names in err
+    assert err.count("\n") == 1 and "Traceback" not in err
+
+
+def test_any_static_limit_under_either_capacity_policy(capsys):
+    from dynabatch.bench.runner import GNE, MAXU
+    from dynabatch.bench.suite import parse_static, policy_lineup, select
+
+    specs = select(policy_lineup("llama-2-13b-a100-40gb"), ["static-48/maxu", "static-384/gne"])
+    assert [(s.name, s.capacity_policy, dict(s.params)["static_batch_size"]) for s in specs] == [
+        ("static-48/maxu", MAXU, 48),
+        ("static-384/gne", GNE, 384),
+    ]
+    assert specs[0].max_batch_size is None and specs[1].max_batch_size == 384
+    assert parse_static("static-48") is None and parse_static("adaptive") is None
+    rc = main(["bench", "--synthetic", "30:2", "--policies", "static-6/gne", "--jobs", "1"])
+    assert rc == 0 and "static-6/gne" in capsys.readouterr().out
 
 
 def test_capacity_cli(tmp_path, capsys):
@@ -135,8 +171,12 @@ def test_capacity_cli(tmp_path, capsys):
             "trtllm_default,oracle",
             "--requests",
             "40",
+            "--seeds",
+            "0-2",
             "--max-probes",
-            "4",
+            "10",
+            "--rel-tol",
+            "0.1",
             "--start-rate",
             "2",
             "--json",
@@ -149,7 +189,13 @@ def test_capacity_cli(tmp_path, capsys):
     rows = json.loads((tmp_path / "c.json").read_text())["rows"]
     assert [r["policy"] for r in rows] == ["trtllm_default", "oracle"]
     for r in rows:
-        assert r["capacity_rps"] > 0 and r["probes"] <= 4
-        assert len(r["probe_log"]) == r["probes"]
+        assert r["seeds"] == [0, 1, 2] and len(r["capacity_by_seed"]) == 3
+        assert r["capacity_rps"] == sorted(r["capacity_by_seed"])[1]  # the median
+        assert r["capacity_min_rps"] == min(r["capacity_by_seed"]) > 0
+        assert r["capacity_max_rps"] == max(r["capacity_by_seed"])
+        assert [len(log) for log in r["probe_logs"]] and r["probes"] <= 3 * 10
+        assert r["requests_per_probe"] == 40
     assert rows[0]["vs_trtllm_default"] == pytest.approx(1.0)
-    assert "capacity req/s" in capsys.readouterr().out
+    assert rows[0]["wtl_trtllm_default"] == "0/3/0"
+    assert rows[0]["best_static"] == "trtllm_default"
+    assert "median req/s" in capsys.readouterr().out

@@ -47,10 +47,14 @@ ENGINES = {"trtllm_executor": executor_engine, "trtllm_llmapi": llmapi_engine}
 
 
 class Recorder:
-    """Wraps a controller: records (stats, limit, decision) of every update."""
+    """Wraps a controller: records (stats, limit, decision, scales) of every update.
+    With `admit`, the core admits up to that many regardless of the inner limit (the
+    inner controller still sees every sample), so KV pressure does not depend on when
+    the LLM API's stats thread hands records over."""
 
-    def __init__(self, inner) -> None:
+    def __init__(self, inner, admit: int | None = None) -> None:
         self.inner = inner
+        self.admit = admit
         self.name = inner.name
         self.wants_waiting_head = getattr(inner, "wants_waiting_head", False)
         self.updates: list[tuple] = []
@@ -67,7 +71,7 @@ class Recorder:
 
     @property
     def limit(self) -> int:
-        return self.inner.limit
+        return self.admit if self.admit is not None else self.inner.limit
 
     @property
     def decision(self):
@@ -153,13 +157,8 @@ def test_pauses_reach_the_controller_and_adaptive_backs_off(stand_in_trtllm, tmp
         tmp_path, batch_scheduler_policy="max_utilization", max_tokens_in_paged_kv_cache="512"
     )
     adaptive = make_controller("adaptive", {"tpot_sla_ms": 10_000}, max_batch_size=8)
-    # Earlier traffic taught it that requests are short (10 tokens out), so it admits the
-    # whole batch; these are 200 tokens long: the pool overflows and requests pause.
-    for i in range(16):
-        adaptive.on_request_finish(
-            RequestState(-i - 1, 60, 200, 0.0, 0.0, 10, 0.0, 0.5, finish_reason=FinishReason.LENGTH)
-        )
-    ctl = Recorder(adaptive)
+    # All 8 are admitted at once (as a static limit would); adaptive sees every sample.
+    ctl = Recorder(adaptive, admit=8)
     core = ServingCore(eng, ctl, AdmissionGate(64, 0.0))
     try:
         sinks = {rid: RecordingSink() for rid in range(1, 9)}

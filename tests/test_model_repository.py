@@ -52,8 +52,14 @@ def test_config_pbtxt_parameters_are_declared_and_load(model):
     assert cfg.max_batch_size == int(params["max_batch_size"])
 
 
+# free-text parameters with a grammar of their own: a valid non-default value each
+FREE_TEXT_VALUES = {"tenant_weights": "gold:2", "tenant_max_queue_size": "free:4"}
+
+
 def _other_value(spec):
     """A valid value other than the default (None when the spec has none to offer)."""
+    if spec.name in FREE_TEXT_VALUES:
+        return FREE_TEXT_VALUES[spec.name]
     if spec.choices:
         return next((c for c in spec.choices if c != spec.default), None)
     if spec.kind is bool:

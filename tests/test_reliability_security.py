@@ -19,6 +19,8 @@ FREE_TEXT = {
     "gpu_device_ids": "comma-separated integers (parsed with int())",
     "executor_worker_path": "executable TensorRT-LLM spawns over MPI (orchestrator mode); "
     "set by whoever writes config.pbtxt, who already controls the model repository's code",
+    "tenant_weights": "name:number pairs (queue_order.parse_tenant_table), a lookup table only",
+    "tenant_max_queue_size": "name:integer pairs (queue_order.parse_tenant_table), a lookup table only",
 }
 
 

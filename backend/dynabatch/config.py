@@ -18,6 +18,7 @@ from . import trtllm_params
 from .controller import CONTROLLER_PARAMS
 from .engines.factory import ENGINE_NAMES, engine_param_specs
 from .params import ConfigError, ParamSpec, check_known, markdown_table, parse_params
+from .queue_order import QUEUE_ORDER_PARAMS, QueueOrderConfig, queue_order_config
 
 log = logging.getLogger("dynabatch.config")
 
@@ -138,6 +139,7 @@ MODEL_PARAMS: list[ParamSpec] = [
         "only; makes the engine raise or stall); never enable in production",
         group="model",
     ),
+    *QUEUE_ORDER_PARAMS,  # admission order and tenants (queue_order.py)
 ]
 
 # Keys of TensorRT-LLM's tensorrt_llm config.pbtxt template that no ParamSpec declares:
@@ -184,6 +186,7 @@ class ModelConfig:
     engine_watchdog_s: float = 60.0
     engine_recovery: bool = True
     enable_fault_injection: bool = False
+    queue_order: QueueOrderConfig = field(default_factory=QueueOrderConfig)
 
 
 def triton_parameters(model_config: Mapping[str, Any]) -> dict[str, str]:
@@ -234,6 +237,7 @@ def load_config(raw: Mapping[str, str]) -> ModelConfig:
         engine_watchdog_s=model["engine_watchdog_ms"] / 1000.0,
         engine_recovery=model["engine_recovery"],
         enable_fault_injection=model["enable_fault_injection"],
+        queue_order=queue_order_config(model),
     )
 
 

@@ -193,7 +193,7 @@ class ServingCore:
     def _admit(self, now: float) -> None:
         limit = self.controller.limit
         while len(self.running) < limit:
-            item = self.gate.pop()
+            item = self.gate.admit(now)
             if item is None:
                 return
             req = item.request
@@ -225,9 +225,12 @@ class ServingCore:
         if state is None:
             return  # a late event for a request we already closed
         if event.token_ids:
+            ttft = None
             if state.first_token_time is None:
                 state.first_token_time = event.time
+                ttft = event.time - state.arrival_time
             state.generated += len(event.token_ids)
+            self.gate.on_tokens(event.request_id, len(event.token_ids), ttft)
         if event.finished:
             self._end(event.request_id, event)
         else:
@@ -245,6 +248,7 @@ class ServingCore:
         else:
             self.counters.completed += 1
         self.controller.on_request_finish(state)
+        self.gate.on_finish(request_id, state.generated, state.prompt_len)
         sink.on_event(event, state)
 
     def _finish_unadmitted(

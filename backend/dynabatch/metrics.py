@@ -15,6 +15,7 @@ from typing import Any
 
 from .core import ServingCore
 from .telemetry import GpuTelemetry
+from .tenant_metrics import TenantMetrics
 from .types import IterationStats
 
 TRTLLM_FAMILIES = {
@@ -219,6 +220,7 @@ class TritonMetrics:
         self._tpot_weight = tpot_smoothing
         self._last_iter: tuple[int, float] | None = None  # (iter, timestamp)
         self.extra_rejected = 0  # rejected in execute() before reaching the core
+        self._tenants = TenantMetrics(fam, self._labels)  # per-tenant families
         # GPU telemetry: gauges exist only where NVML answers (CPU machines: none, and
         # GpuTelemetry logs once and never asks again).
         self._gpu = GpuTelemetry()
@@ -278,6 +280,7 @@ class TritonMetrics:
                 self._bounds[component].set(bound)
         self._queue.set(len(core.gate))
         self._running.set(len(core.running))
+        self._tenants.update(core.gate)
         if self._tpot_ewma is not None:
             self._tpot.set(self._tpot_ewma)
         if self._gpu_gauges:

@@ -341,6 +341,7 @@ def to_generation_request(
         priority=_priority(params),
         arrival_time=arrival_time,
         true_output_len=_int_param(params, "true_output_len", lo=1),
+        tenant=tenant_param(params),
     )
 
 
@@ -351,6 +352,31 @@ def _priority(params: Mapping[str, Any]) -> int:
     if value is None:
         value = _int_param(params, "priority")
     return 0 if value is None else value
+
+
+MAX_TENANT_LEN = 64
+
+
+def tenant_param(params: Mapping[str, Any]) -> str:
+    """The request parameter `tenant` (who sent the request; "" = the default tenant), or
+    else `user` (what the OpenAI frontend forwards from the API's `user` field):
+    1-64 printable characters, no spaces."""
+    name = "tenant" if "tenant" in params else "user"
+    if name not in params:
+        return ""
+    v = params[name]
+    if (
+        not isinstance(v, str)
+        or not 1 <= len(v) <= MAX_TENANT_LEN
+        or not v.isprintable()
+        or any(c.isspace() for c in v)
+    ):
+        raise RequestError(
+            f"request parameter '{name}' (the tenant) must be 1-{MAX_TENANT_LEN} printable "
+            "characters "
+            f"without spaces, got {v!r:.80}"
+        )
+    return v
 
 
 def _opt(value, default):

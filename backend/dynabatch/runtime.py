@@ -18,6 +18,7 @@ from .engines.base import Engine
 from .engines.factory import make_engine
 from .gate import AdmissionGate
 from .params import ConfigError
+from .queue_order import make_queue_order
 
 
 @dataclass
@@ -46,8 +47,20 @@ def build_engine_and_controller(cfg: ModelConfig) -> tuple[Engine, Controller]:
 def build_runtime(cfg: ModelConfig) -> Runtime:
     """Engine, controller and serving core for a model configuration (model load)."""
     engine, controller = build_engine_and_controller(cfg)
-    core = ServingCore(engine, controller, AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s))
+    core = ServingCore(engine, controller, make_gate(cfg))
     return Runtime(engine, controller, core)
+
+
+def make_gate(cfg: ModelConfig) -> AdmissionGate:
+    """The admission queue with the configured order, aging and tenant limits."""
+    qo = cfg.queue_order
+    return AdmissionGate(
+        cfg.max_queue_size,
+        cfg.queue_timeout_s,
+        make_queue_order(qo),
+        aging_s=qo.aging_s,
+        tenant_queue_limits=qo.tenant_queue_limits,
+    )
 
 
 def make_bench_engine(

@@ -50,6 +50,7 @@ class GenerationRequest:
     priority: int = 0  # higher is served first, FCFS within a priority
     arrival_time: float = 0.0  # clock of whoever created it (seconds)
     true_output_len: int | None = None  # hidden EOS for simulation/trace replay
+    tenant: str = ""  # who sent it (fair share, per-tenant limits); "" = the default tenant
 
     @property
     def prompt_len(self) -> int:

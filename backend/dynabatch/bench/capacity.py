@@ -7,10 +7,11 @@ virtual-clock benchmark into it.
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from .metrics import Slo, meets_slo_percentile
+from .metrics import Slo
 
 # MLPerf server scenario SLOs by model size (docs/BENCHMARKS.md).
 MLPERF_SLO = {"70b": Slo(2.0, 0.2), "13b": Slo(2.0, 0.1), "8b": Slo(2.0, 0.1), "7b": Slo(2.0, 0.1)}
@@ -40,24 +41,40 @@ def find_capacity(
     max_probes: int = 16,
     floor: float = 1e-3,
     ceiling: float = 1e4,
+    growth: float = 2.0,
+    on_grid: bool = False,
 ) -> CapacityResult:
-    """Bracket the threshold by doubling/halving from `start`, then bisect until the
-    bracket is within `rel_tol` (relative) or `max_probes` evaluations are spent."""
-    if start <= 0 or rel_tol <= 0 or max_probes < 2:
-        raise ValueError("find_capacity needs start > 0, rel_tol > 0, max_probes >= 2")
+    """Bracket the threshold by multiplying/dividing `start` by `growth`, then bisect
+    until the bracket is within `rel_tol` (relative) or `max_probes` evaluations are
+    spent. A start near the answer with a small growth (a warm start) saves probes.
+
+    `on_grid`: every probed rate is a point of the fixed geometric grid (1 + rel_tol)^k
+    req/s, and bisection runs to adjacent points. Two searches of the same threshold
+    then return the same capacity whatever their start or path, so paired comparisons
+    see ties as ties, not as one bisection step of noise."""
+    if start <= 0 or rel_tol <= 0 or max_probes < 2 or growth <= 1:
+        raise ValueError("find_capacity needs start > 0, rel_tol > 0, max_probes >= 2, growth > 1")
     probes: list[tuple[float, bool]] = []
+    log_step = math.log1p(rel_tol)
+
+    def snap(rate: float) -> float:
+        return math.exp(round(math.log(rate) / log_step) * log_step) if on_grid else rate
 
     def probe(rate: float) -> bool:
         ok = bool(meets(rate))
         probes.append((rate, ok))
         return ok
 
+    if on_grid:
+        start = snap(start)
+        growth = max(growth, 1 + rel_tol)
+
     lo, hi = 0.0, None
     rate = start
     if probe(rate):
         lo = rate
         while len(probes) < max_probes and rate < ceiling:  # grow until it fails
-            rate = min(rate * 2, ceiling)
+            rate = min(snap(rate * growth), ceiling)
             if probe(rate):
                 lo = rate
             else:
@@ -66,22 +83,17 @@ def find_capacity(
     else:
         hi = rate
         while len(probes) < max_probes and rate > floor:  # shrink until it holds
-            rate = max(rate / 2, floor)
+            rate = max(snap(rate / growth), floor)
             if probe(rate):
                 lo = rate
                 break
             hi = rate
     while hi is not None and lo > 0 and len(probes) < max_probes and (hi - lo) > rel_tol * lo:
-        mid = (lo + hi) / 2
+        mid = snap(math.sqrt(lo * hi))  # geometric: the tolerance is relative
+        if on_grid and not lo * (1 + 1e-9) < mid < hi * (1 - 1e-9):
+            break  # adjacent grid points: as fine as the grid goes
         if probe(mid):
             lo = mid
         else:
             hi = mid
     return CapacityResult(capacity_rps=lo, first_failing_rps=hi, probes=probes)
-
-
-def slo_predicate(
-    run_at_rate: Callable[[float], dict], slo: Slo, q: int = 99
-) -> Callable[[float], bool]:
-    """Turn 'run a benchmark at this rate, return its summary row' into the predicate."""
-    return lambda rate: meets_slo_percentile(run_at_rate(rate), slo, q)

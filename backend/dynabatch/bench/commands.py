@@ -5,14 +5,15 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import time
 
-from .capacity import default_slo
-from .metrics import Slo
-from .report import Progress, format_table, write_csv, write_json
-from .workload import DEFAULT_MAX_NEW_TOKENS, Workload, WorkloadError, load_trace, synthetic
+from .admission_args import add_queue_args
+from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_limits, parse_seeds
+from .capacity_stats import DENSE_LIMITS
+from .matrix import DEFAULT_PROFILE, build_workloads, run_matrix, slo_for
+from .report import CAPACITY_COLUMNS, format_table, write_csv, write_json
+from .workload import DEFAULT_MAX_NEW_TOKENS, WorkloadError
 
-DEFAULT_PROFILE = "llama-2-13b-a100-40gb"
+__all__ = ["register", "build_workloads", "run_matrix", "slo_for", "CAPACITY_COLUMNS"]
 
 
 def _workload_args(p: argparse.ArgumentParser, trace_help: str) -> None:
@@ -96,6 +97,7 @@ def register(subparsers) -> None:
     _workload_args(p, "Azure-format trace CSV (TIMESTAMP,ContextTokens,GeneratedTokens)")
     _common_args(p)
     p.add_argument("--csv", metavar="PATH", help="write the rows as CSV")
+    add_queue_args(p)
     p.add_argument("--plot", metavar="DIR", help="write PNG figures to DIR")
     p.add_argument(
         "--report",
@@ -138,57 +140,82 @@ def register(subparsers) -> None:
     )
     _workload_args(c, "trace whose (prompt, output) length mix the Poisson arrivals draw from")
     _common_args(c)
-    c.add_argument("--requests", type=int, default=600, help="requests per probe (default 600)")
+    c.add_argument(
+        "--requests",
+        type=int,
+        default=DEFAULT_REQUESTS,
+        help=f"requests per probe (default {DEFAULT_REQUESTS})",
+    )
+    c.add_argument(
+        "--seeds",
+        default="0-4",
+        help="paired seeds, A-B or a comma list (default 0-4): every policy sees the same "
+        "arrivals per seed; the table shows the median and min-max",
+    )
     c.add_argument("--start-rate", type=float, default=1.0, help="first probed rate (req/s)")
     c.add_argument(
-        "--rel-tol", type=float, default=0.05, help="bisection stops within this fraction"
+        "--rel-tol",
+        type=float,
+        default=DEFAULT_REL_TOL,
+        help=f"bisection stops within this fraction (default {DEFAULT_REL_TOL})",
     )
-    c.add_argument("--max-probes", type=int, default=10, help="benchmark runs per policy at most")
+    c.add_argument("--max-probes", type=int, default=14, help="benchmark runs per search at most")
+    c.add_argument(
+        "--static-limits",
+        metavar="N,N,...",
+        help="the static limits in the line-up, under both capacity policies (default "
+        "8,12,16,32,64,128; e.g. the dense sweep " + ",".join(map(str, DENSE_LIMITS)) + ")",
+    )
     c.set_defaults(func=cmd_capacity)
 
+    from .grid import register as register_grid
 
-def build_workloads(args) -> list[Workload]:
-    if args.synthetic:
+    register_grid(subparsers)
+
+
+def check_options(args) -> None:
+    """Raise ValueError naming the first bad option, before any work starts."""
+    from ..engines.simulated.profiles import get_profile
+    from .suite import policy_lineup, select
+
+    for name in ("slo_ttft", "slo_tpot"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0 seconds, got {value}")
+    for prof in args.profile or [DEFAULT_PROFILE]:
         try:
-            n, rate = args.synthetic.split(":")
-            n, rate = int(n), float(rate)
-        except ValueError:
-            raise WorkloadError(f"--synthetic expects N:RATE, got {args.synthetic!r}") from None
-        return [
-            synthetic(
-                n,
-                rate,
-                arrival=args.arrival,
-                cv=args.cv,
-                prompt_median=args.prompt_median,
-                output_median=args.output_median,
-                prompt_sigma=args.length_sigma,
-                output_sigma=args.length_sigma,
-                seed=args.seed,
-                max_new_tokens=args.max_new_tokens,
-                max_len=args.max_len,
-            )
-        ]
-    if not args.trace:
-        raise WorkloadError("give --trace PATH or --synthetic N:RATE")
-    return [
-        load_trace(
-            t,
-            rate_scale=args.rate_scale,
-            first_n=args.first_n,
-            window_s=args.window_s,
-            max_new_tokens=args.max_new_tokens,
-        )
-        for t in args.trace
-    ]
+            get_profile(prof)
+        except (KeyError, ValueError) as exc:
+            msg = exc.args[0] if exc.args else exc
+            raise ValueError(f"--profile: {msg}") from None
+        if args.policies:
+            limits = getattr(args, "static_limits", None)
+            lineup = policy_lineup(prof, parse_limits(limits)) if limits else policy_lineup(prof)
+            select(lineup, args.policies.split(","))
+    if getattr(args, "jobs", 1) < 1:
+        raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
+    if getattr(args, "seeds", None) is not None:
+        parse_seeds(args.seeds)
+    if getattr(args, "static_limits", None):
+        parse_limits(args.static_limits)
+    for name, least in (("requests", 1), ("max_probes", 2)):
+        value = getattr(args, name, None)
+        if value is not None and value < least:
+            raise ValueError(f"--{name.replace('_', '-')} must be >= {least}, got {value}")
+    for name in ("start_rate", "rel_tol", "cv"):
+        value = getattr(args, name, None)
+        if value is not None and not value > 0:
+            raise ValueError(f"--{name.replace('_', '-')} must be > 0, got {value}")
 
 
-def slo_for(args, profile: str) -> Slo:
-    base = default_slo(profile)
-    return Slo(
-        args.slo_ttft if args.slo_ttft is not None else base.ttft_s,
-        args.slo_tpot if args.slo_tpot is not None else base.tpot_s,
-    )
+def _options_or_error(args):
+    """(workloads, None) or (None, exit code) after a one-line error on stderr."""
+    try:
+        check_options(args)
+        return build_workloads(args), None
+    except (WorkloadError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return None, 2
 
 
 def cmd_bench(args) -> int:
@@ -196,11 +223,9 @@ def cmd_bench(args) -> int:
         from .report_preset import run_report
 
         return run_report(args)
-    try:
-        workloads = build_workloads(args)
-    except WorkloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    workloads, rc = _options_or_error(args)
+    if workloads is None:
+        return rc
     if args.engine != "simulated" and not args.standin:
         print(
             f"error: --engine {args.engine} runs TensorRT-LLM in real time only; add "
@@ -226,86 +251,14 @@ def cmd_bench(args) -> int:
     return 0
 
 
-def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
-    """Run every (workload, profile, policy); return rows (with ratios) and headlines."""
-    from .suite import Job, add_ratios, policy_lineup, run_jobs, select
-
-    jobs = []
-    for wl in workloads:
-        for prof in profiles:
-            specs = select(
-                policy_lineup(prof), (args.policies or "").split(",") if args.policies else None
-            )
-            engine = getattr(args, "engine", "simulated")
-            engine_kw = (
-                (("engine", engine), ("standin", args.standin)) if engine != "simulated" else ()
-            )
-            jobs += [Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw) for s in specs]
-    progress = Progress(len(jobs), label)
-    t0 = time.monotonic()
-    results = run_jobs(
-        jobs,
-        workers=max(1, args.jobs),
-        on_done=lambda job, row: progress.advance(f"{job.label} {row['output_tok_s']:.0f} tok/s"),
-    )
-    rows, headlines = [], []
-    for wl in workloads:
-        for prof in profiles:
-            group = [
-                (job, res)
-                for job, res in zip(jobs, results)
-                if job.workload is wl and job.profile == prof
-            ]
-            grows = [res[0] for _, res in group]
-            head = {"workload": wl.name, "profile": prof, **add_ratios(grows)}
-            headlines.append(head)
-            rows += grows
-            if plot_dir:
-                _plots(
-                    grows,
-                    {job.spec.name: res[1] for job, res in group},
-                    head,
-                    plot_dir,
-                    f"{wl.name}-{prof}",
-                )
-    print(f"{label}: {len(jobs)} runs in {time.monotonic() - t0:.1f} s", file=sys.stderr)
-    return rows, headlines
-
-
-def _plots(rows, timelines, head, plot_dir, prefix) -> None:
-    from .plots import write_figures
-    from .suite import DEFAULT_POLICY
-
-    keep = {
-        k: timelines[k] for k in (DEFAULT_POLICY, head.get("best_static")) if k and timelines.get(k)
-    }
-    write_figures(rows, keep, plot_dir, prefix)
-
-
 def cmd_capacity(args) -> int:
     from .capacity_runner import capacity_table
 
-    try:
-        workloads = build_workloads(args)
-    except WorkloadError as exc:
-        print(f"error: {exc}", file=sys.stderr)
-        return 2
+    workloads, rc = _options_or_error(args)
+    if workloads is None:
+        return rc
     rows = capacity_table(workloads, args.profile or [DEFAULT_PROFILE], args)
-    from .report import format_table as fmt
-
-    print(fmt(rows, CAPACITY_COLUMNS))
+    print(format_table(rows, CAPACITY_COLUMNS))
     if args.json:
         write_json(rows, args.json, {"command": "capacity", "argv": sys.argv[1:]})
     return 0
-
-
-CAPACITY_COLUMNS = (
-    ("policy", "policy", "{}"),
-    ("workload", "lengths from", "{}"),
-    ("capacity_rps", "capacity req/s", "{:.2f}"),
-    ("vs_trtllm_default", "x trtllm_default", "{:.2f}"),
-    ("first_failing_rps", "fails at", "{:.2f}"),
-    ("probes", "runs", "{}"),
-    ("slo_ttft_s", "TTFT SLO", "{:g}"),
-    ("slo_tpot_s", "TPOT SLO", "{:g}"),
-)

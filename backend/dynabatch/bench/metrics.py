@@ -37,6 +37,7 @@ class RequestRecord:
     output_tokens: int = 0
     completed: bool = False  # finished normally (length/EOS/end_id), not rejected/failed
     rejected: bool = False
+    tenant: str = ""  # who sent it (per-tenant rows)
 
     @property
     def ttft(self) -> float | None:
@@ -106,6 +107,7 @@ def summarize(records: Sequence[RequestRecord], duration_s: float | None, slo: S
         clean = [v for v in values if v is not None]
         for q, v in percentiles(clean).items():
             row[f"{name}_p{q}_s"] = v
+        row[f"{name}_mean_s"] = float(np.mean(clean)) if clean else math.nan
     return row
 
 

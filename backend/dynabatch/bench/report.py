@@ -31,6 +31,21 @@ TABLE_COLUMNS = (
     ("rejected", "rej", "{}"),
 )
 
+CAPACITY_COLUMNS = (
+    ("policy", "policy", "{}"),
+    ("workload", "lengths from", "{}"),
+    ("capacity_rps", "median req/s", "{:.3g}"),
+    ("capacity_min_rps", "min", "{:.3g}"),
+    ("capacity_max_rps", "max", "{:.3g}"),
+    ("vs_trtllm_default", "x trtllm_default", "{:.2f}"),
+    ("vs_best_static", "x best static", "{:.2f}"),
+    ("vs_best_static_min", "worst seed", "{:.2f}"),
+    ("wtl_best_static", "W/T/L best static", "{}"),
+    ("probes", "runs", "{}"),
+    ("slo_ttft_s", "TTFT SLO", "{:g}"),
+    ("slo_tpot_s", "TPOT SLO", "{:g}"),
+)
+
 
 def _cell(value, fmt: str) -> str:
     if value is None or (isinstance(value, float) and math.isnan(value)):
@@ -84,6 +99,7 @@ def write_json(rows: Sequence[dict], path: str | Path, meta: dict | None = None)
 
 
 def read_json(path: str | Path) -> list[dict]:
+    """The rows of a file `write_json` wrote (dynabatch fleet reads its baselines so)."""
     return json.loads(Path(path).read_text())["rows"]
 
 

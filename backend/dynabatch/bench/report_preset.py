@@ -49,7 +49,7 @@ HEADLINE_KEYS = (
 
 
 def run_report(args) -> int:
-    from .commands import run_matrix
+    from .matrix import run_matrix
     from .workload import load_trace
 
     out = Path(args.out)
@@ -101,7 +101,7 @@ def _capacity(traces, profiles, args) -> list[dict]:
         start_rate=1.0,
         rel_tol=0.05,
         max_probes=9,
-        seed=0,
+        seeds=(0,),
     )
     # Length mix: the whole trace (the Poisson rate replaces its arrival times).
     wls = [load_trace(t, max_new_tokens=args.max_new_tokens) for t in traces]
@@ -129,7 +129,7 @@ def markdown(rows: list[dict], heads: list[dict], cap_rows: list[dict]) -> str:
             "Headline: " + ", ".join(f"{k} = {_fmt(h[k])}" for k in HEADLINE_KEYS if k in h) + "\n"
         )
     if cap_rows:
-        from .commands import CAPACITY_COLUMNS
+        from .report import CAPACITY_COLUMNS
 
         parts.append("### Capacity (highest Poisson rate with P99 TTFT and TPOT within the SLO)\n")
         for prof in dict.fromkeys(r["profile"] for r in cap_rows):

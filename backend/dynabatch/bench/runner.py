@@ -15,9 +15,11 @@ from typing import Any
 
 from ..core import ServingCore
 from ..gate import AdmissionGate
+from ..queue_order import QueueOrderConfig, make_queue_order
 from ..types import FinishReason, GenerationRequest, IterationStats, RequestState, TokenEvent
 from .metrics import RequestRecord, Slo, summarize
 from .oracle import OracleController
+from .tenants import per_tenant
 from .workload import Workload
 
 GNE, MAXU = "guaranteed_no_evict", "max_utilization"
@@ -177,8 +179,12 @@ def run_policy(
     controller_params: dict | None = None,
     max_wall_s: float = 600.0,
     max_iterations: int = 20_000_000,
+    queue_order: QueueOrderConfig | None = None,
 ) -> RunResult:
-    """Serve every request of `workload` to completion; return the summary row."""
+    """Serve every request of `workload` to completion; return the summary row.
+
+    `queue_order`: the gate's admission order (default: priority, no aging), built by
+    the same `make_queue_order` as the Triton model's."""
     wall0 = time.monotonic()
     mbs = spec.max_batch_size or max_batch_size
     engine = make_engine(
@@ -190,6 +196,7 @@ def run_policy(
     requests = workload.requests()
     params: dict[str, Any] = {
         "tpot_sla_ms": slo.tpot_s * 1000.0,
+        "ttft_sla_s": slo.ttft_s,  # the run's SLO, as a deployment would configure it
         **(controller_params or {}),
         **dict(spec.params),
     }
@@ -200,8 +207,15 @@ def run_policy(
     controller = make_policy_controller(
         spec, params, max_batch_size=mbs, engine=engine, admission_order=admissible
     )
-    core = ServingCore(engine, controller, AdmissionGate())
-    records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
+    qo = queue_order or QueueOrderConfig()
+    gate = AdmissionGate(
+        order=make_queue_order(qo), aging_s=qo.aging_s, tenant_queue_limits=qo.tenant_queue_limits
+    )
+    core = ServingCore(engine, controller, gate)
+    records = [
+        RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len, tenant=r.tenant)
+        for r in requests
+    ]
     timeline = Timeline()
     busy_s = batch_area = kv_area = 0.0
     last_stats: IterationStats | None = None
@@ -243,6 +257,14 @@ def run_policy(
         "max_new_tokens": workload.max_new_tokens,
     }
     row.update(summarize(records, None, slo))
+    row["queue_policy"] = qo.policy
+    waits = [r.first_token - r.arrival for r in records if r.first_token is not None]
+    row["ttft_max_s"] = max(waits, default=0.0)
+    # how much of TTFT the admission order can act on: time spent waiting in the gate
+    row["gate_waited_frac"] = gate.admitted_after_wait / gate.admitted if gate.admitted else 0.0
+    row["gate_wait_mean_s"] = gate.admission_wait_sum_s / gate.admitted if gate.admitted else 0.0
+    if any(r.tenant for r in records):
+        row["tenants"] = per_tenant(records, row["duration_s"], slo)
     row.update(
         {
             "mean_batch": batch_area / busy_s if busy_s else 0.0,

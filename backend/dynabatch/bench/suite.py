@@ -14,10 +14,12 @@ from __future__ import annotations
 
 import math
 import multiprocessing as mp
+import re
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
+from ..queue_order import QueueOrderConfig
 from .metrics import Slo
 from .runner import GNE, MAXU, PolicySpec, RunResult, run_policy
 from .workload import Workload
@@ -54,15 +56,7 @@ def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) ->
     )
     for cap in (GNE, MAXU):
         for lim in static_limits:
-            specs.append(
-                PolicySpec(
-                    f"static-{lim}/{CAP_SHORT[cap]}",
-                    "static",
-                    cap,
-                    (("static_batch_size", lim),),
-                    static=True,
-                )
-            )
+            specs.append(static_spec(lim, cap))
     # trtllm_tuner is TensorRT-LLM's own batch-size tuner: it runs under TensorRT-LLM's
     # default capacity policy. The others allocate on demand, as their systems do.
     specs.append(PolicySpec("trtllm_tuner", "trtllm_tuner", GNE))
@@ -73,18 +67,47 @@ def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) ->
     return specs
 
 
+def static_spec(limit: int, capacity_policy: str) -> PolicySpec:
+    """`static-N/maxu|gne`: a fixed limit N under one capacity policy; the engine's max
+    batch grows to N when N exceeds the default build's."""
+    return PolicySpec(
+        f"static-{limit}/{CAP_SHORT[capacity_policy]}",
+        "static",
+        capacity_policy,
+        (("static_batch_size", limit),),
+        max_batch_size=limit if limit > ENGINE_MAX_BATCH else None,
+        static=True,
+    )
+
+
+_STATIC_LABEL = re.compile(r"static-(\d+)/(maxu|gne)")
+
+
+def parse_static(label: str) -> PolicySpec | None:
+    """The spec of a `static-N/maxu|gne` label (any N >= 1), None for other labels."""
+    m = _STATIC_LABEL.fullmatch(label)
+    if not m or int(m.group(1)) < 1:
+        return None
+    cap = {v: k for k, v in CAP_SHORT.items()}[m.group(2)]
+    return static_spec(int(m.group(1)), cap)
+
+
 def select(specs: Sequence[PolicySpec], names: Iterable[str] | None) -> list[PolicySpec]:
-    """Keep the named policies (exact labels, or a controller name to keep all its rows)."""
+    """Keep the named policies, in line-up order (exact labels, or a controller name to
+    keep all its rows); `static-N/maxu|gne` labels outside the line-up are added."""
     if not names:
         return list(specs)
     wanted = [n.strip() for n in names if n.strip()]
     known = {s.name for s in specs} | {s.policy for s in specs}
-    unknown = [n for n in wanted if n not in known]
+    extra = {n: parse_static(n) for n in wanted if n not in known}
+    unknown = [n for n, spec in extra.items() if spec is None]
     if unknown:
         raise ValueError(
-            f"unknown policy {', '.join(unknown)}; known: {', '.join(s.name for s in specs)}"
+            f"unknown policy {', '.join(unknown)}; known: "
+            f"{', '.join(s.name for s in specs)}, or static-N/maxu|gne for any N >= 1"
         )
-    return [s for s in specs if s.name in wanted or s.policy in wanted]
+    picked = [s for s in specs if s.name in wanted or s.policy in wanted]
+    return picked + [spec for spec in extra.values() if spec is not None]
 
 
 @dataclass(frozen=True)
@@ -96,6 +119,7 @@ class Job:
     engine_kw: tuple = ()
     controller_params: tuple = ()
     keep_timeline: bool = True
+    queue_order: QueueOrderConfig | None = None  # None = the gate's default order
 
     @property
     def label(self) -> str:
@@ -110,6 +134,7 @@ def run_job(job: Job) -> tuple[dict, dict | None]:
         slo=job.slo,
         engine_kw=dict(job.engine_kw),
         controller_params=dict(job.controller_params),
+        queue_order=job.queue_order,
     )
     return res.row, (res.timeline.as_dict() if job.keep_timeline else None)
 

@@ -24,6 +24,7 @@ from ..types import GenerationRequest
 
 DEFAULT_MAX_NEW_TOKENS = 1024
 TRACE_COLUMNS = ("TIMESTAMP", "ContextTokens", "GeneratedTokens")
+OPTIONAL_COLUMNS = ("Tenant", "Priority")  # who sent it, its priority (admission order)
 
 
 class WorkloadError(ValueError):
@@ -35,6 +36,8 @@ class WorkItem:
     arrival_s: float  # seconds since the workload's first arrival
     prompt_len: int
     true_output_len: int  # hidden EOS; the request ends here or at max_new_tokens
+    tenant: str = ""  # "" = the default tenant
+    priority: int = 0
 
     def output_len(self, max_new_tokens: int) -> int:
         return min(self.true_output_len, max_new_tokens)
@@ -71,6 +74,8 @@ class Workload:
                 arrival_time=it.arrival_s,
                 true_output_len=it.true_output_len,
                 streaming=True,
+                tenant=it.tenant,
+                priority=it.priority,
             )
             for i, it in enumerate(self.items)
         ]
@@ -153,7 +158,8 @@ def load_trace(
     window_s: float | None = None,
     max_new_tokens: int = DEFAULT_MAX_NEW_TOKENS,
 ) -> Workload:
-    """Read an Azure LLM trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`); the names
+    """Read an Azure LLM trace CSV (`TIMESTAMP,ContextTokens,GeneratedTokens`, optional
+    `Tenant` and `Priority` columns in any position); the names
     `conv` and `code` select the bundled Azure traces (dynabatch.data).
 
     `rate_scale` multiplies the arrival rate (2 = twice as fast); `window_s` keeps the
@@ -177,6 +183,7 @@ def load_trace(
                 f"(expected {','.join(TRACE_COLUMNS)})"
             )
         it, ic, ig = (cols.index(c) for c in TRACE_COLUMNS)
+        i_tenant, i_prio = (cols.index(c) if c in cols else None for c in OPTIONAL_COLUMNS)
         t0: datetime | None = None
         for lineno, row in enumerate(reader, start=2):
             if not row or all(not c.strip() for c in row):
@@ -189,7 +196,11 @@ def load_trace(
             prompt = _parse_count(row[ic], "ContextTokens", path, lineno, minimum=1)
             output = _parse_count(row[ig], "GeneratedTokens", path, lineno, minimum=0)
             t0 = ts if t0 is None else t0
-            items.append(WorkItem((ts - t0).total_seconds(), prompt, max(output, 1)))
+            tenant = row[i_tenant].strip() if i_tenant is not None else ""
+            prio = 0
+            if i_prio is not None and row[i_prio].strip():
+                prio = _parse_count(row[i_prio], "Priority", path, lineno, minimum=-(2**31))
+            items.append(WorkItem((ts - t0).total_seconds(), prompt, max(output, 1), tenant, prio))
     if not items:
         raise WorkloadError(f"{path}: no requests after the header")
     return _shape(
@@ -264,14 +275,29 @@ def synthetic(
 
 
 def resample(
-    lengths_from: Workload, n: int, rate: float, *, seed: int = 0, name: str | None = None
+    lengths_from: Workload,
+    n: int,
+    rate: float,
+    *,
+    seed: int = 0,
+    name: str | None = None,
+    arrival: str = "poisson",
+    cv: float = 1.0,
 ) -> Workload:
-    """Poisson arrivals at `rate` with (prompt, output) pairs drawn from another
-    workload: the capacity search keeps a trace's length mix and varies only the rate."""
-    if n < 1 or rate <= 0:
-        raise WorkloadError(f"resample needs n >= 1 and rate > 0 (got {n}, {rate})")
+    """Poisson (or bursty gamma, coefficient of variation `cv`) arrivals at `rate` with
+    (prompt, output) pairs drawn from another workload: the capacity search keeps a
+    trace's length mix and varies only the rate. The same seed gives the same draw and
+    the same arrival pattern (scaled by the rate) at every rate."""
+    if n < 1 or rate <= 0 or cv <= 0:
+        raise WorkloadError(f"resample needs n >= 1, rate > 0, cv > 0 (got {n}, {rate}, {cv})")
     rng = np.random.default_rng(seed)
-    gaps = rng.exponential(1.0 / rate, n)
+    if arrival == "poisson":
+        gaps = rng.exponential(1.0 / rate, n)
+    elif arrival == "gamma":
+        shape = 1.0 / (cv * cv)
+        gaps = rng.gamma(shape, 1.0 / (rate * shape), n)
+    else:
+        raise WorkloadError(f"arrival must be 'poisson' or 'gamma', got {arrival!r}")
     gaps[0] = 0.0
     times = np.cumsum(gaps)
     pick = rng.integers(0, len(lengths_from.items), n)
@@ -280,7 +306,7 @@ def resample(
         for t, k in zip(times, pick)
     )
     return Workload(
-        name=name or f"{lengths_from.name}-poisson-{rate:g}rps",
+        name=name or f"{lengths_from.name}-{arrival}-{rate:g}rps",
         items=items,
         max_new_tokens=lengths_from.max_new_tokens,
     )

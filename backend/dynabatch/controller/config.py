@@ -113,7 +113,8 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         float,
         2.0,
         "`adaptive`: TTFT target (s); while the oldest queued request has waited longer, "
-        "the TPOT bound steps aside (0 = never)",
+        "the TPOT bound steps aside; as its wait nears half of it, the KV forecast sheds "
+        "its overflow margin (0 = never)",
         min=0.0,
         group=_G,
     ),

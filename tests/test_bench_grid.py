@@ -1,0 +1,69 @@
+"""`dynabatch grid --slice ci`: the CI-sized slice of the capacity grid end to end."""
+
+import json
+
+import pytest
+from dynabatch.bench.grid_cells import WORKLOADS, slo_level, tight_tpot_s
+from dynabatch.cli import main
+
+
+def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
+    out = tmp_path / "grid"
+    assert (
+        main(["grid", "--slice", "ci", "--jobs", "2", "--max-probes", "6", "--out", str(out)]) == 0
+    )
+    doc = json.loads((out / "grid.json").read_text())
+    rows, cells = doc["rows"], doc["meta"]["cells"]
+    assert {(c["slo_level"], c["slo_tpot_s"]) for c in cells} == {
+        ("interactive", 0.03),
+        ("tight", tight_tpot_s("llama-3-8b-h100")),
+    }
+    for cell in cells:
+        mine = [r for r in rows if r["slo_level"] == cell["slo_level"]]
+        assert sorted(r["policy"] for r in mine) == ["adaptive", "static-8/maxu", "trtllm_default"]
+        statics = [r for r in mine if r["static"]]
+        best = max(statics, key=lambda r: r["capacity_rps"])
+        assert cell["best_static"] == best["policy"]
+        ours = next(r for r in mine if r["policy"] == "adaptive")
+        assert ours["seeds"] == [0, 1] and ours["requests_per_probe"] == 80
+        assert cell["adaptive_rps"] == pytest.approx(sum(ours["capacity_by_seed"]) / 2)
+        assert cell["vs_best_static"] == pytest.approx(ours["capacity_rps"] / best["capacity_rps"])
+        assert sum(int(v) for v in cell["wtl_best_static"].split("/")) == 2
+        assert cell["adaptive_rps"] > 0
+    assert (out / "grid.md").read_text().startswith("| profile | workload | SLO |")
+    for png in ("capacity-vs-tpot-llama-3-8b-h100.png", "win-loss-map.png"):
+        assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "extra, names",
+    [
+        (["--workloads", "nope"], "--workloads"),
+        (["--profiles", "gpt-9"], "--profiles"),
+        (["--slo-levels", "loose"], "--slo-levels"),
+        (["--policies", "static-x/maxu"], "unknown policy"),
+        (["--seeds", "1-a"], "--seeds"),
+        (["--static-limits", "8,x"], "--static-limits"),
+    ],
+)
+def test_grid_mistakes_get_one_line_error(extra, names, tmp_path, capsys):
+    assert main(["grid", "--slice", "ci", "--out", str(tmp_path), *extra]) == 2
+    err = capsys.readouterr().err
+    assert err.startswith("error: ") and names in err and err.count("\n") == 1
+    assert not list(tmp_path.iterdir())  # nothing ran
+
+
+def test_workloads_and_slo_levels_are_what_they_say():
+    conv = WORKLOADS["conv"].lengths()
+    assert len(conv) > 1000
+    assert WORKLOADS["bursty"].arrival == "gamma" and WORKLOADS["bursty"].cv == 3.0
+    long = WORKLOADS["long-prompt"].lengths()
+    mean_prompt = sum(i.prompt_len for i in long.items) / len(long)
+    assert mean_prompt > 2500
+    mix = WORKLOADS["short-long"].lengths()
+    assert sum(1 for i in mix.items if i.prompt_len > 1024) == pytest.approx(
+        0.2 * len(mix), rel=0.1
+    )
+    assert slo_level("server", "llama-2-70b-tp4-h100").tpot_s == 0.2
+    assert slo_level("interactive", "llama-2-13b-a100-40gb").ttft_s == 0.5
+    assert slo_level("tight", "llama-3-8b-h100").tpot_s == 0.012

@@ -1,0 +1,115 @@
+"""Admission order and tenants through a real tritonserver: request priority changes
+the order in which the engine serves queued requests, and a tenant over its own queue
+limit gets its own clear error while the other tenants are served."""
+
+import numpy as np
+import pytest
+from triton_server import Stream, wait_for
+
+pytestmark = pytest.mark.server
+
+# one request runs at a time, so the queued ones reach the engine in the gate's order
+ONE_AT_A_TIME = dict(
+    batch_policy="static",
+    static_batch_size=1,
+    sim_time_scale=0.2,
+    metrics_interval_ms=20,
+)
+
+
+def hold_the_engine(triton, s: Stream, parameters: dict | None = None) -> None:
+    """Start a long request and wait until it runs: later requests must queue."""
+    s.send("blocker", [1, 2, 3], 4000, parameters=parameters)
+    s.wait(lambda: s.tokens.get("blocker"), timeout=20)
+
+
+def release_the_engine(triton, s: Stream, queued: int) -> None:
+    """Once `queued` requests wait in the gate, stop the long request."""
+    wait_for(lambda: triton.metric("dynabatch_queue_length") == queued, timeout=20)
+    s.send("blocker", [1], 1, stop=np.array([[True]]))
+
+
+def first_token_order(triton, queue_policy: str) -> list[str]:
+    triton.load("tensorrt_llm", queue_policy=queue_policy, **ONE_AT_A_TIME)
+    s = Stream(triton.grpc_url)
+    try:
+        hold_the_engine(triton, s)
+        s.send("low1", [4, 5, 6], 4)
+        s.send("low2", [7, 8, 9], 4, parameters={"request_priority": 0})
+        s.send("high", [10, 11, 12], 4, parameters={"request_priority": 7})
+        release_the_engine(triton, s, queued=3)
+        s.wait(
+            lambda: {"low1", "low2", "high"} <= s.finished and s.finals.get("blocker") == 2,
+            timeout=60,
+        )
+    finally:
+        s.close()
+    assert not s.errors
+    assert all(len(s.tokens[r]) == 4 for r in ("low1", "low2", "high"))
+    return list(s.tokens)  # dict order = order of first tokens
+
+
+def test_request_priority_changes_the_order_at_the_engine(triton):
+    assert first_token_order(triton, "priority") == ["blocker", "high", "low1", "low2"]
+    # the same requests under fcfs: arrival order (the priority is what moved `high`)
+    assert first_token_order(triton, "fcfs") == ["blocker", "low1", "low2", "high"]
+
+
+def test_tenant_over_its_queue_limit_gets_its_own_error_others_served(triton):
+    triton.load(
+        "tensorrt_llm",
+        queue_policy="fair",
+        max_queue_size=50,
+        tenant_max_queue_size="noisy:2",
+        **ONE_AT_A_TIME,
+    )
+    s = Stream(triton.grpc_url)
+    try:
+        hold_the_engine(triton, s, {"tenant": "quiet"})
+        for i in range(5):
+            s.send(f"noisy{i}", [4, 5, 6], 4, parameters={"tenant": "noisy"})
+        for i in range(3):
+            s.send(f"quiet{i}", [7, 8, 9], 4, parameters={"tenant": "quiet"})
+        release_the_engine(triton, s, queued=5)  # noisy's 2 within its limit, quiet's 3
+        # the blocker gets two final responses: the stop request's and its own
+        s.wait(
+            lambda: len(s.finished) + len(s.errors) == 9 and s.finals.get("blocker") == 2,
+            timeout=60,
+        )
+    finally:
+        s.close()
+    assert len(s.errors) == 3, s.errors
+    for error in s.errors:
+        assert "queue full for tenant 'noisy'" in error and "tenant_max_queue_size=2" in error
+    quiet = {"blocker", "quiet0", "quiet1", "quiet2"}
+    assert quiet <= s.finished and all(len(s.tokens[r]) == 4 for r in quiet - {"blocker"})
+    assert len(s.finished - quiet) == 2  # the two noisy requests within its limit
+    expected = {
+        ("dynabatch_tenant_rejected_total", "noisy"): 3,
+        ("dynabatch_tenant_admitted_total", "quiet"): 4,
+        ("dynabatch_tenant_output_tokens_total", "quiet"): len(s.tokens["blocker"]) + 12,
+        ("dynabatch_tenant_ttft_seconds_count", "noisy"): 2,
+        ("dynabatch_tenant_queue_length", "noisy"): 0,
+    }
+    # the gauges refresh every metrics_interval_ms: wait for the refresh after the last token
+    wait_for(
+        lambda: all(
+            triton.metric(family, tenant=tenant) == value
+            for (family, tenant), value in expected.items()
+        ),
+        timeout=10,
+    )
+    assert triton.is_ready()
+
+
+def test_bad_tenant_parameter_is_refused_naming_it(triton):
+    triton.load("tensorrt_llm", **ONE_AT_A_TIME)
+    s = Stream(triton.grpc_url)
+    try:
+        s.send("bad", [1, 2, 3], 4, parameters={"tenant": "has space"})
+        s.send("ok", [1, 2, 3], 4, parameters={"tenant": "fine"})
+        s.wait(lambda: s.errors and "ok" in s.finished, timeout=30)
+    finally:
+        s.close()
+    assert "request parameter 'tenant'" in s.errors[0]
+    assert len(s.tokens["ok"]) == 4
