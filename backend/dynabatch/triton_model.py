@@ -25,6 +25,7 @@ from .controller import make_controller
 from .core import ServingCore
 from .engines.factory import make_engine
 from .gate import AdmissionGate
+from .lifeline import GuardedSender, Lifeline, guard_pb_utils, server_alive
 from .metrics import TritonMetrics
 from .request_mapping import (
     INPUT_NAMES,
@@ -67,6 +68,8 @@ class _TritonLogHandler(logging.Handler):
     """Route the package's logging into Triton's log (pb_utils.Logger)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not server_alive():  # a log line waits on the server: not on a dead one
+            return
         try:
             msg = self.format(record)
             if record.levelno >= logging.ERROR:
@@ -155,6 +158,7 @@ class TritonPythonModel:
             )
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
+        self.lifeline = Lifeline().start()  # the stub never outlives its server
         self.engine = make_engine(
             cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
         )
@@ -167,7 +171,9 @@ class TritonPythonModel:
             )
             gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
             self.core = ServingCore(self.engine, self.controller, gate)
-            self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
+            self.metrics = TritonMetrics(
+                guard_pb_utils(pb_utils), self.model_name, args.get("model_version", "1")
+            )
             self.limits = Limits(
                 max_new_tokens_limit=cfg.max_new_tokens_limit,
                 max_prompt_len=cfg.max_prompt_len,
@@ -191,6 +197,7 @@ class TritonPythonModel:
             self.loop.start()
         except BaseException:
             self.engine.shutdown()
+            self.lifeline.close()
             raise
         log.info(
             "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
@@ -204,7 +211,7 @@ class TritonPythonModel:
     # ---- requests -------------------------------------------------------------------
     def execute(self, requests: list) -> None:
         for request in requests:
-            sender = request.get_response_sender()
+            sender = GuardedSender(request.get_response_sender())
             try:
                 self._handle(request, sender)
             except RequestError as exc:
@@ -369,3 +376,6 @@ class TritonPythonModel:
         engine = getattr(self, "engine", None)
         if engine is not None:
             _shutdown_bounded(engine, 10.0)
+        lifeline = getattr(self, "lifeline", None)
+        if lifeline is not None:
+            lifeline.close()

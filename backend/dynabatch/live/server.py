@@ -129,7 +129,10 @@ class TritonServer:
         return "\n--- server log tail ---\n" + tail if tail else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            self.end_leftovers()
             return
         self.proc.terminate()
         try:
@@ -140,6 +143,22 @@ class TritonServer:
             kill_children(self.proc.pid)
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self.end_leftovers()
+
+    def end_leftovers(self, wait_s: float = 5.0) -> list:
+        """After the server exited (stopped or killed): end the stubs it left behind and
+        their shared-memory regions (dynabatch.live.leftovers); returns those ended."""
+        from .leftovers import end_leftovers
+
+        if self.proc is None or self.proc.poll() is None:
+            return []
+        left = end_leftovers(self.proc.pid, wait_s)
+        for stub in left:
+            print(
+                f"tritonserver {self.proc.pid} left stub {stub.pid} ({stub.model_path}); ended it",
+                file=sys.stderr,
+            )
+        return left
 
     def __enter__(self) -> TritonServer:
         return self.start()
