@@ -8,8 +8,9 @@ log line in flight -- never gets one from a dead server, so the stub blocks for 
 orphaned under PID 1 with its /dev/shm region. Two defences, both here:
 
 - `server_alive()`: a `getppid()` comparison (no round trip). The model skips metric
-  writes, cancellation polls, response sends and log lines once it is False, so no new
-  call starts waiting on a dead server (`guard_pb_utils`, `GuardedSender`).
+  writes, cancellation polls, response sends and log lines once it is False, and keeps
+  the response senders it would release (a release sends a clean-up message and waits),
+  so no new call starts waiting on a dead server (`guard_pb_utils`, `GuardedSender`).
 - the watcher (`lifeline_watch.py`, a separate stdlib-only process, so it runs even
   when a stuck call holds the GIL): once the server is gone it gives the stub
   `grace_s` to exit by itself, then SIGKILLs it and removes its shared-memory region.
@@ -165,12 +166,23 @@ def guard_pb_utils(pb_utils: Any) -> Any:
     return _GuardedPbUtils(pb_utils)
 
 
+# Response senders of a dead server, never released: releasing one that sent no final
+# response queues a clean-up message that waits for the server's answer (for ever),
+# and that blocks the stub's own exit path.
+_held_senders: list[Any] = []
+
+
 class GuardedSender:
     """A response sender that stops talking to a dead server: `send` raises (the sink
-    records a failed delivery) and `is_cancelled` answers True (no one is listening)."""
+    records a failed delivery), `is_cancelled` answers True (no one is listening), and
+    the sender is kept, not released (see _held_senders)."""
 
     def __init__(self, sender: Any) -> None:
         self._sender = sender
+
+    def __del__(self) -> None:
+        if not server_alive():
+            _held_senders.append(self._sender)
 
     def send(self, *args: Any, **kwargs: Any) -> Any:
         if not server_alive():
