@@ -6,7 +6,9 @@ request, answers cancellations, and records one stats record. Tokens are
 deterministic: token i of a request is (sum(prompt) + 7 * i) % 997 + 3.
 
 Test hooks (not part of TensorRT-LLM): `fail_next_iteration(msg)` makes the next
-iteration fail every active request with `msg`, as a forward-pass failure does.
+iteration fail every active request with `msg`, as a forward-pass failure does;
+`stall(True)` stops iterations (a hung forward pass: no tokens, responses or stats)
+until `stall(False)` or shutdown.
 """
 
 from __future__ import annotations
@@ -85,6 +87,7 @@ class SimEngine:
         self.completed_total = 0
         self._next_id = 1
         self._fail_msg: Optional[str] = None
+        self._stalled = False
         self._lock = threading.Condition()
         self._stop = False
         self._thread = threading.Thread(target=self._loop, name="stand-in-executor", daemon=True)
@@ -145,6 +148,11 @@ class SimEngine:
             self._fail_msg = message
             self._lock.notify()
 
+    def stall(self, stalled: bool = True) -> None:
+        with self._lock:
+            self._stalled = stalled
+            self._lock.notify()
+
     def take_stats(self) -> list[dict]:
         with self._lock:
             out = list(self.stats)
@@ -165,7 +173,7 @@ class SimEngine:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._stop and not self.waiting and not self.active:
+                while not self._stop and (self._stalled or (not self.waiting and not self.active)):
                     self._lock.wait(0.05)
                 if self._stop:
                     return
