@@ -179,3 +179,32 @@ def test_watcher_leaves_when_its_stub_ends_and_never_touches_the_region():
                 p.kill()
                 p.wait(5)
         path.unlink(missing_ok=True)
+
+
+def _fake_stub(server_pid: int) -> subprocess.Popen:
+    """A process whose command line looks like a stub of `server_pid` (argv[0] ends in
+    triton_python_backend_stub, argv[5] is the server PID): `sleep` sums its args."""
+    return subprocess.Popen(
+        ["bash", "-c", 'exec -a /x/triton_python_backend_stub sleep "$@"', "-"]
+        + ["600", "0", "0", "0", str(server_pid)]
+    )
+
+
+def test_end_leftovers_ends_only_the_stubs_of_the_given_server():
+    from dynabatch.live.leftovers import end_leftovers
+
+    mine, other = _fake_stub(999_991), _fake_stub(999_992)
+    try:
+        deadline = time.monotonic() + 10
+        while len({s.pid for s in stubs_of(999_991) + stubs_of(999_992)}) < 2:
+            assert time.monotonic() < deadline, "fake stubs not visible"
+            time.sleep(0.02)
+        ended = end_leftovers(999_991, wait_s=0.2)
+        assert [s.pid for s in ended] == [mine.pid]
+        assert mine.wait(5) == -signal.SIGKILL
+        assert other.poll() is None and [s.pid for s in stubs_of(999_992)] == [other.pid]
+    finally:
+        for p in (mine, other):
+            if p.poll() is None:
+                p.kill()
+                p.wait(5)
