@@ -1,6 +1,7 @@
 """Soak run: a long closed-loop load through a real tritonserver, sampled per window.
 
-The load keeps `load_fraction` x `max_batch_size` requests in flight (the batch the
+The run is `duration_s / window_s` windows of `window_s` seconds of load each. The load
+keeps `load_fraction` x `max_batch_size` requests in flight (the batch the
 executor can hold is the model's capacity; 0.8 = "about 80 % of capacity") on one gRPC
 stream, and mixes in client cancellations (a request on its own stream, cancelled with
 `stop_stream(cancel_requests=True)` after its first tokens) and bad requests (each
@@ -358,13 +359,12 @@ def run_soak(server, cfg: SoakConfig, log=print) -> SoakReport:
     base = scrape(metrics_url)
     client = SoakClient(server.grpc_url, cfg)
     windows: list[Window] = []
-    t_end = time.monotonic() + cfg.duration_s
+    # whole windows of load (the idle pauses come on top of duration_s)
+    n_windows = max(1, round(cfg.duration_s / cfg.window_s))
     try:
-        index = 0
-        while time.monotonic() < t_end - 1:
-            index += 1
+        for index in range(1, n_windows + 1):
             start_seq = client.seq
-            client.run_window(min(t_end, time.monotonic() + cfg.window_s))
+            client.run_window(time.monotonic() + cfg.window_s)
             drained = client.drain(60)
             m, took = idle_sample(metrics_url, cfg.idle_bound_s)
             with client.lock:
