@@ -68,6 +68,7 @@ class SessionLeaks:
     me: int = field(default_factory=os.getpid)
     servers: dict[int, int | None] = field(default_factory=dict)  # pid -> start time
     stubs: dict[int, str | None] = field(default_factory=dict)  # pid -> shm region
+    where: dict[str, str] = field(default_factory=dict)  # region -> "model (server N)"
     regions_before: set[str] = field(default_factory=shm_regions)
     interval_s: float = 0.5
     _stop: threading.Event = field(default_factory=threading.Event)
@@ -92,13 +93,17 @@ class SessionLeaks:
         for stub in all_stubs():
             if stub.server_pid in self.servers and stub.pid not in self.stubs:
                 self.stubs[stub.pid] = stub.shm_region
+                if stub.shm_region:
+                    self.where[stub.shm_region] = f"{stub.model_path} (server {stub.server_pid})"
 
     def leftovers(self) -> dict[str, list]:
         servers = [p for p, t in self.servers.items() if t and start_time(p) == t]
         live = {s.pid for s in all_stubs()}
         stubs = sorted(p for p in self.stubs if p in live)
         regions = sorted(
-            r for r in self.stubs.values() if r and r in shm_regions() - self.regions_before
+            f"{r} of {self.where.get(r, '?')}"
+            for r in self.stubs.values()
+            if r and r in shm_regions() - self.regions_before
         )
         watchers = _watchers_of(set(self.stubs))
         out = {"tritonserver": servers, "stub": stubs, "watcher": watchers, "shm": regions}
@@ -125,7 +130,7 @@ class SessionLeaks:
             end_stubs([s for s in all_stubs() if s.pid in set(left.get("stub", []))])
             for region in left.get("shm", []):
                 try:
-                    (Path("/dev/shm") / region).unlink()
+                    (Path("/dev/shm") / region.split(" ", 1)[0]).unlink()
                 except OSError:
                     pass
         return left

@@ -34,6 +34,7 @@ from .leftovers import stubs_of
 from .scrape import parse_prometheus
 
 MODEL = "tensorrt_llm"
+OUTCOMES = ("completed", "cancelled", "failed")  # an accepted request ends as one of these
 BAD_REQUESTS = (  # (what, extra tensors, parameters, text the error must contain)
     ("request_output_len 0", {"request_output_len": 0}, None, "request_output_len"),
     ("token id outside the vocabulary", {"input_ids": 10**6}, None, "vocabulary"),
@@ -318,15 +319,27 @@ def scrape(url: str) -> dict[tuple, float]:
     return out
 
 
+def _settled(m: dict) -> bool:
+    """Idle as the server sees it: no KV block used, nothing active or queued, and
+    every accepted request has its outcome counted."""
+    answered = sum(m.get(("dynabatch_requests_total", o), 0) for o in OUTCOMES)
+    return (
+        m.get(("nv_trt_llm_kv_cache_block_metrics", "used")) == 0
+        and m.get(("nv_trt_llm_request_metrics", "active")) == 0
+        and m.get(("dynabatch_queue_length",)) == 0
+        and m.get(("dynabatch_requests_total", "accepted")) == answered
+    )
+
+
 def idle_sample(metrics_url: str, bound_s: float) -> tuple[dict, float]:
-    """Poll /metrics until KV used and active requests are 0 (or `bound_s` passed):
-    returns the last scrape and the seconds it took."""
+    """Poll /metrics until the server is idle (`_settled`) or `bound_s` passed: the
+    gauges refresh every metrics interval, and a request its client just cancelled can
+    still be waiting for the next cancellation check. Returns the last scrape and the
+    seconds it took; a leak shows as a non-zero value after `bound_s`."""
     t0 = time.monotonic()
     while True:
         m = scrape(metrics_url)
-        used = m.get(("nv_trt_llm_kv_cache_block_metrics", "used"))
-        active = m.get(("nv_trt_llm_request_metrics", "active"))
-        if (used == 0 and active == 0) or time.monotonic() - t0 > bound_s:
+        if _settled(m) or time.monotonic() - t0 > bound_s:
             return m, time.monotonic() - t0
         time.sleep(0.2)
 
@@ -394,7 +407,7 @@ def run_soak(server, cfg: SoakConfig, log=print) -> SoakReport:
             )
     finally:
         client.close()
-    end = scrape(metrics_url)
+    end, _ = idle_sample(metrics_url, cfg.idle_bound_s)
 
     def delta(outcome: str) -> float:
         key = ("dynabatch_requests_total", outcome)
