@@ -344,6 +344,17 @@ def idle_sample(metrics_url: str, bound_s: float) -> tuple[dict, float]:
         time.sleep(0.2)
 
 
+def model_stub(server_pid: int, bound_s: float = 30.0) -> int | None:
+    """The stub serving MODEL. Right after a reload the old stub may still be exiting:
+    wait (bounded) until one is left, so RSS is sampled from the one that serves."""
+    deadline = time.monotonic() + bound_s
+    while True:
+        found = [s.pid for s in stubs_of(server_pid) if f"/{MODEL}/" in s.model_path]
+        if len(found) == 1 or time.monotonic() > deadline:
+            return found[-1] if found else None
+        time.sleep(0.1)
+
+
 @dataclass
 class SoakReport:
     config: dict
@@ -367,8 +378,7 @@ def run_soak(server, cfg: SoakConfig, log=print) -> SoakReport:
     """Drive `server` (a started dynabatch.live.server.TritonServer with the model
     loaded) for cfg.duration_s; see the module doc."""
     metrics_url = server.metrics_url
-    stub = stubs_of(server.proc.pid)
-    stub_pid = next((s.pid for s in stub if f"/{MODEL}/" in s.model_path), None)
+    stub_pid = model_stub(server.proc.pid)
     base = scrape(metrics_url)
     client = SoakClient(server.grpc_url, cfg)
     windows: list[Window] = []
