@@ -61,7 +61,7 @@ def shm_region_of(argv: list[str]) -> str | None:
 class Lifeline:
     """Start with the model (initialize), close with it (finalize)."""
 
-    def __init__(self, grace_s: float = 3.0, poll_s: float = 0.2) -> None:
+    def __init__(self, grace_s: float = 1.0, poll_s: float = 0.2) -> None:
         global _server_pid
         self.server_pid = os.getppid()
         _server_pid = self.server_pid
