@@ -4,14 +4,15 @@
 setup:
 	@bash scripts/setup
 
-lint: setup            ## ruff (lint and format)
+lint: setup            ## ruff (lint and format), mypy (pyproject.toml [tool.mypy])
 	@.venv/bin/ruff check .
 	@.venv/bin/ruff format --check .
+	@.venv/bin/mypy
 
 demo: setup            ## live static-vs-dynamic comparison through a real tritonserver
 	@.venv/bin/python scripts/demo
 
-test: setup lint       ## lint, then the whole suite: unit, property, real-tritonserver and reliability tests
+test: setup lint       ## lint (ruff, mypy), then the whole suite: unit, property, real-tritonserver and reliability tests
 	@.venv/bin/python -m pytest -q -ra
 
 test-quick: setup      ## everything except the slow reliability runs

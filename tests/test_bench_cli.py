@@ -76,8 +76,11 @@ def test_bench_writes_table_json_csv_png(tiny_trace, tmp_path, capsys):
         assert needed <= set(r), needed - set(r)
         assert r["workload"] == "tiny@x4" and r["profile"] == "llama-2-13b-a100-40gb"
         assert r["completed"] == 40 and r["output_tok_s"] > 0
-    oracle = next(r for r in rows if r["policy"] == "oracle")
-    assert oracle["vs_oracle"] == pytest.approx(1.0)
+    # each row's throughput as a fraction of the oracle's, from the rows' own figures
+    oracle_tok_s = next(r["output_tok_s"] for r in rows if r["policy"] == "oracle")
+    for r in rows:
+        assert r["vs_oracle"] == pytest.approx(r["output_tok_s"] / oracle_tok_s)
+    assert any(r["vs_oracle"] < 0.99 for r in rows)  # the static limit lags the oracle
     with (out / "r.csv").open() as f:
         csv_rows = list(csv.DictReader(f))
     assert [r["policy"] for r in csv_rows] == [r["policy"] for r in rows]

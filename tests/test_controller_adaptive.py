@@ -10,26 +10,13 @@ from dynabatch.controller.adaptive import LengthModel, slots_that_fit
 from dynabatch.controller.common import SampleWindow, Stabilizer
 from dynabatch.controller.latency_fit import StepLatencyFit
 from dynabatch.engines.base import KvCapacity
-from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestState
+from dynabatch.types import ControlInput, FinishReason, RequestState
+from stats_builder import iteration_stats
 
 
 def stats(t, *, used=0, total=1000, latency=30.0, gen=8, ctx=0, pauses=0):
-    return IterationStats(
-        iter=0,
-        timestamp=t,
-        iter_latency_ms=latency,
-        num_active_requests=gen + ctx,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=total,
-        free_num_blocks=total - used,
-        used_num_blocks=used,
-        tokens_per_block=16,
-        num_scheduled_requests=gen + ctx,
-        num_context_requests=ctx,
-        num_gen_requests=gen,
-        num_new_pauses=pauses,
+    return iteration_stats(
+        t=t, used=used, total=total, latency=latency, gen=gen, ctx=ctx, pauses=pauses
     )
 
 

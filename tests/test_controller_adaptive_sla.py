@@ -3,27 +3,12 @@
 import pytest
 from dynabatch.controller import make_controller
 from dynabatch.engines.base import KvCapacity
-from dynabatch.types import ControlInput, FinishReason, IterationStats, RequestState
+from dynabatch.types import ControlInput, FinishReason, RequestState
+from stats_builder import iteration_stats
 
 
 def stats(t, *, latency, gen):
-    return IterationStats(
-        iter=0,
-        timestamp=t,
-        iter_latency_ms=latency,
-        num_active_requests=gen,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=100_000,
-        free_num_blocks=100_000,
-        used_num_blocks=0,
-        tokens_per_block=16,
-        num_scheduled_requests=gen,
-        num_context_requests=0,
-        num_gen_requests=gen,
-        num_new_pauses=0,
-    )
+    return iteration_stats(t=t, total=100_000, latency=latency, gen=gen)
 
 
 def adaptive(**params):

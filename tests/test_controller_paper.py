@@ -1,4 +1,4 @@
-"""Algorithms 1 and 2 pinned to their formulas (DESIGN §2), and their minimum."""
+"""Algorithms 1 and 2 pinned to their formulas (docs/CONTROLLER.md), and their minimum."""
 
 import math
 
@@ -6,24 +6,19 @@ import pytest
 from dynabatch.controller import make_controller
 from dynabatch.controller.paper import PaperMemoryController, PaperSlaController
 from dynabatch.engines.base import KvCapacity
-from dynabatch.types import ControlInput, IterationStats, RequestState
+from dynabatch.types import ControlInput, RequestState
+from stats_builder import iteration_stats
 
 
 def stats(*, used=0, total=1000, latency=50.0, gen=1, scheduled=None, t=0.0, **kw):
-    return IterationStats(
-        iter=0,
-        timestamp=t,
-        iter_latency_ms=latency,
+    return iteration_stats(
+        t=t,
+        total=total,
+        used=used,
+        latency=latency,
+        gen=gen,
         num_active_requests=scheduled or gen,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=total,
-        free_num_blocks=total - used,
-        used_num_blocks=used,
-        tokens_per_block=16,
         num_scheduled_requests=scheduled if scheduled is not None else gen,
-        num_gen_requests=gen,
         **kw,
     )
 
@@ -55,14 +50,14 @@ def alg1(total, used, n, factor, lo, hi):
     ],
 )
 def test_algorithm1_formula(total, used, n, factor, lo, hi):
-    ctl = PaperMemoryController(total_blocks=total, memory_factor=factor, lower=lo, upper=hi)
+    ctl = PaperMemoryController(memory_factor=factor, lower=lo, upper=hi)
     got = ctl.update(sample(stats(used=used, total=total), waiting=3, n_running=n))
     assert got == alg1(total, used, n, factor, lo, hi)
     assert ctl.decision.bounds == {"memory": float(got)}
 
 
 def test_algorithm1_only_recomputes_when_waiting_and_running():
-    ctl = PaperMemoryController(total_blocks=1000, memory_factor=0.95, lower=1, upper=256)
+    ctl = PaperMemoryController(memory_factor=0.95, lower=1, upper=256)
     assert ctl.update(sample(stats(used=500), waiting=1, n_running=25)) == 47
     # requests running but none waiting: keep the previous b
     assert ctl.update(sample(stats(used=990), waiting=0, n_running=10)) == 47
@@ -73,7 +68,7 @@ def test_algorithm1_only_recomputes_when_waiting_and_running():
 
 
 def test_algorithm1_uses_engine_block_count():
-    ctl = PaperMemoryController(total_blocks=1000, memory_factor=1.0, lower=1, upper=512)
+    ctl = PaperMemoryController(memory_factor=1.0, lower=1, upper=512)
     # the engine reports 2000 blocks: its figure wins over the configured capacity
     assert ctl.update(sample(stats(used=200, total=2000), waiting=1, n_running=10)) == 100
 

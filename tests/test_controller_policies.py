@@ -5,28 +5,14 @@ from dynabatch.controller import CONTROLLER_PARAMS, POLICIES, make_controller
 from dynabatch.controller.trtllm_tuner import runtime_batch_size
 from dynabatch.engines.base import KvCapacity
 from dynabatch.params import ConfigError
-from dynabatch.types import ControlInput, IterationStats, RequestState
+from dynabatch.types import ControlInput, RequestState
+from stats_builder import iteration_stats
 
 KV = KvCapacity(1000, 16)
 
 
 def stats(*, used=0, total=1000, latency=30.0, gen=1, pauses=0, t=0.0):
-    return IterationStats(
-        iter=0,
-        timestamp=t,
-        iter_latency_ms=latency,
-        num_active_requests=gen,
-        num_queued_requests=0,
-        num_completed_requests=0,
-        max_num_active_requests=256,
-        max_num_blocks=total,
-        free_num_blocks=total - used,
-        used_num_blocks=used,
-        tokens_per_block=16,
-        num_scheduled_requests=gen,
-        num_gen_requests=gen,
-        num_new_pauses=pauses,
-    )
+    return iteration_stats(used=used, total=total, latency=latency, gen=gen, pauses=pauses, t=t)
 
 
 def state(i, prompt, max_new, generated=0, started=True):
@@ -122,22 +108,24 @@ def test_tuner_batch_size_table(capacity, expected):
 
 
 def test_tuner_uses_requested_lengths_and_128_sample_window():
-    kv = KvCapacity(100_000, 16)
-    ctl = make_controller("trtllm_tuner", max_batch_size=2048, kv_capacity=kv)
+    ctl = make_controller("trtllm_tuner", max_batch_size=2048)
     # prompt 100 + requested 1000 -> ceil(1100/16) = 69 blocks -> 1449 seqs -> table -> 1536
     run = {i: state(i, 100, 1000, generated=5) for i in range(10)}
-    assert ctl.update(ControlInput(stats(), 0, 0.0, run)) == 1536
+    assert ctl.update(ControlInput(stats(total=100_000), 0, 0.0, run)) == 1536
     # 200 samples of 2000 + 2000 fill the window: 250 blocks -> 400 -> table -> 512
     run = {i: state(i, 2000, 2000) for i in range(200)}
-    assert ctl.update(ControlInput(stats(), 0, 0.0, run)) == 512
+    assert ctl.update(ControlInput(stats(total=100_000), 0, 0.0, run)) == 512
     assert ctl._in_sum == 128 * 2000  # only the newest 128 samples count
 
 
 def test_tuner_moving_average_mixes_iterations_and_caps_at_max_batch():
-    kv = KvCapacity(10_000, 16)
-    ctl = make_controller("trtllm_tuner", {"tuner_window": 4}, max_batch_size=100, kv_capacity=kv)
-    ctl.update(ControlInput(stats(), 0, 0.0, {0: state(0, 100, 100), 1: state(1, 100, 100)}))
-    ctl.update(ControlInput(stats(), 0, 0.0, {2: state(2, 300, 300), 3: state(3, 300, 300)}))
+    ctl = make_controller("trtllm_tuner", {"tuner_window": 4}, max_batch_size=100)
+    ctl.update(
+        ControlInput(stats(total=10_000), 0, 0.0, {0: state(0, 100, 100), 1: state(1, 100, 100)})
+    )
+    ctl.update(
+        ControlInput(stats(total=10_000), 0, 0.0, {2: state(2, 300, 300), 3: state(3, 300, 300)})
+    )
     # mean 200 + 200 -> 25 blocks -> 400 seqs -> 512, capped at max_batch_size 100
     assert ctl.limit == 100
     assert ctl.capacity == 400

@@ -14,6 +14,7 @@ from dynabatch.core import ServingCore
 from dynabatch.engines.base import EngineError, KvCapacity
 from dynabatch.gate import AdmissionGate
 from dynabatch.types import FinishReason, GenerationRequest, IterationStats, TokenEvent
+from stats_builder import iteration_stats
 
 
 class OneTokenEngine:
@@ -55,18 +56,13 @@ class OneTokenEngine:
             if done:
                 del self.live[rid]
         self.stats.append(
-            IterationStats(
+            iteration_stats(
                 iter=len(self.stats),
-                timestamp=self.t,
-                iter_latency_ms=10.0,
-                num_active_requests=len(self.live),
-                num_queued_requests=0,
-                num_completed_requests=0,
+                t=self.t,
+                latency=10.0,
+                total=100,
+                gen=len(self.live),
                 max_num_active_requests=self.max_batch_size,
-                max_num_blocks=100,
-                free_num_blocks=100,
-                used_num_blocks=0,
-                tokens_per_block=16,
             )
         )
 
@@ -250,3 +246,22 @@ def test_gate_head_lists_the_next_requests_in_order():
     gate.remove(2)
     assert [q.request.request_id for q in gate.head(4)] == [3, 1, 4, 5]
     assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]
+
+
+def test_replace_engine_serves_the_queue_on_the_new_engine_with_the_new_controller():
+    old, rec = OneTokenEngine(), Recorder()
+    core = ServingCore(old, FixedLimit(1), AdmissionGate())
+    core.submit(req(1, n=100), rec)
+    core.submit(req(2, n=3), rec)  # waits behind request 1 (limit 1)
+    core.step()
+    with pytest.raises(RuntimeError, match="still on the old engine"):
+        core.replace_engine(OneTokenEngine(), FixedLimit(4))
+    core.fail_all("engine fault")  # what the serving loop does first
+    core.submit(req(3, n=3), rec)
+    new, fresh = OneTokenEngine(), FixedLimit(4)
+    core.replace_engine(new, fresh)
+    assert core.engine is new and core.controller is fresh and core.last_stats is None
+    run_until_idle(core, new)
+    assert rec.final(1).error == "engine fault"
+    assert new.submitted == [3] and rec.final(3).finish_reason == FinishReason.LENGTH
+    assert fresh.updates > 0 and old.submitted == [1]

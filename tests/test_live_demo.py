@@ -9,7 +9,7 @@ import pytest
 from dynabatch.bench.metrics import Slo
 from dynabatch.live.demo import CONFIGS, DemoConfig, format_table, run_demo
 
-pytestmark = [pytest.mark.server, pytest.mark.timeout(150)]
+pytestmark = [pytest.mark.server, pytest.mark.timeout(200)]
 
 
 def test_demo_runs_and_writes_table_and_figures(tmp_path):
@@ -46,6 +46,10 @@ def test_demo_runs_and_writes_table_and_figures(tmp_path):
     for fig in result["figures"]:
         data = open(fig, "rb").read()
         assert data[:8] == b"\x89PNG\r\n\x1a\n" and len(data) > 10_000
+    # the text section: each prompt answered through the ensemble, streamed and not
+    assert [a["prompt"] for a in result["text"]] == list(cfg.text_prompts)
+    for a in result["text"]:
+        assert a["text"] and a["pieces"] >= 2 and f"  > {a['prompt']}" in text
     saved = json.loads((tmp_path / "results.json").read_text())
     assert len(saved["live"]) == 2 and len(saved["virtual"]) == 2
     # /metrics was scraped while the runs went on: KV occupancy samples exist

@@ -18,7 +18,6 @@ def test_transport_measures_both_models(tmp_path):
     assert res.bare_tok_s == pytest.approx(res.bare_resp_s, rel=0.3)
     # Ours never sends fewer tokens than responses (a response may carry several).
     assert res.ours_tok_s >= 0.7 * res.ours_resp_s
-    assert 0 < res.ratio < 100
     assert (tmp_path / "dynabatch_r0_pa.csv").exists() and (
         tmp_path / "bare_stream_r0_pa.csv"
     ).exists()

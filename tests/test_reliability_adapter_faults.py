@@ -1,6 +1,6 @@
 """Faults through both TensorRT-LLM adapters (Executor API and LLM API) on the stand-in,
 driven by the serving code the model runs (ServingCore + ServingLoop with its
-watchdog); recovery rebuilds the engine through the runtime factory (make_engine), as
+watchdog); recovery rebuilds engine and controller through the runtime factory (`runtime`), as
 the model's `_recover` does.
 
 Faults: error responses (`has_error()` on one request), a forward-pass failure (every
@@ -16,22 +16,23 @@ import threading
 import time
 
 import pytest
-from dynabatch.core import ServingCore
-from dynabatch.engines.factory import make_engine
-from dynabatch.gate import AdmissionGate
+from dynabatch.config import load_config
+from dynabatch.runtime import build_engine_and_controller, build_runtime
 from dynabatch.serving import ServingLoop, TritonSink
 from dynabatch.types import FinishReason, GenerationRequest
 from stand_in.activate import stand_in_trtllm  # noqa: F401  (a pytest fixture)
-from stand_in.harness import FixedController, checkpoint_dir, engine_dir
+from stand_in.harness import checkpoint_dir, engine_dir
 
 ADAPTERS = ("trtllm_executor", "trtllm_llmapi")
 WATCHDOG_S = 0.5
 
 
 def _params(adapter: str, tmp_path) -> dict:
+    """config.pbtxt parameters of a model served through `adapter` on the stand-in."""
+    common = {"engine": adapter, "max_batch_size": "8", "batch_policy": "static"}
     if adapter == "trtllm_executor":
-        return {"gpt_model_path": engine_dir(tmp_path)}
-    return {"gpt_model_path": checkpoint_dir(tmp_path), "stats_check_period_ms": "5"}
+        return {**common, "gpt_model_path": engine_dir(tmp_path)}
+    return {**common, "gpt_model_path": checkpoint_dir(tmp_path), "stats_check_period_ms": "5"}
 
 
 def sim_of(engine):
@@ -86,11 +87,11 @@ class Sink:
 
 
 class Rig:
-    """The serving loop over one adapter, with the factory-based recovery."""
+    """The serving loop over one adapter, built and rebuilt by the runtime factory."""
 
     def __init__(self, adapter: str, params: dict) -> None:
-        self.adapter, self.params = adapter, params
-        self.core = ServingCore(self._engine(), FixedController(4), AdmissionGate(64, 0.0))
+        self.cfg = load_config(params)
+        self.core = build_runtime(self.cfg).core
         self.rebuilds: list[str] = []
         self.loop = ServingLoop(
             self.core, poll_s=0.01, watchdog_s=WATCHDOG_S, recover=self._recover
@@ -100,13 +101,11 @@ class Rig:
         self.next_id = 1
         self.loop.start()
 
-    def _engine(self):
-        return make_engine(self.adapter, self.params, max_batch_size=8, realtime=True)
-
     def _recover(self, reason: str) -> None:
-        """As TritonPythonModel._recover: shut the old engine down, build a new one."""
+        """As TritonPythonModel._recover: shut the old engine down, build engine and
+        controller again through the runtime factory, serve on with them."""
         self.core.engine.shutdown()
-        self.core.engine = self._engine()
+        self.core.replace_engine(*build_engine_and_controller(self.cfg))
         self.rebuilds.append(reason)
 
     def submit(self, n: int, output_len: int) -> list[int]:
@@ -150,8 +149,9 @@ class Rig:
 
     def kv_back_to_zero(self) -> None:
         sim = sim_of(self.core.engine)
+        blocks = sim.exe.blocks  # the KV pool behind the stand-in
         deadline = time.monotonic() + 10
-        while sim.free_blocks != sim.total_blocks or sim.active:
+        while blocks.free_blocks != blocks.total_blocks or sim.reqs:
             assert time.monotonic() < deadline, "KV blocks not returned"
             time.sleep(0.02)
 

@@ -53,14 +53,14 @@ def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
         for i in range(3):
             longs.send(make_request(MODEL, f"long{i}", gen_tensors([7 + i, 8, 9], LONG)))
         wait_for(lambda: all(outcomes[f"long{i}"].tokens >= 2 for i in range(3)), timeout=20)
-        report = []
+        report, bad_outs = [], []
         for n, (name, tensors, params, pattern) in enumerate(GRPC_CASES):
             out = bad.send(make_request(MODEL, f"bad{n}", tensors, params))
             assert out.done.wait(15), f"{name}: no answer within 15 s"
-            time.sleep(0.05)  # a second final would arrive right behind the first
             assert out.finals == 1 and len(out.errors) == 1 and out.tokens == 0, (name, out)
             assert re.search(pattern, out.errors[0]), f"{name}: {out.errors[0]!r}"
             report.append((name, out.errors[0]))
+            bad_outs.append((name, out))
         for name, body, pattern, statuses in HTTP_CASES:
             status, text = _http_error(server, body)
             assert status in statuses, (name, status, text)
@@ -76,6 +76,9 @@ def test_bad_input_corpus_named_errors_server_ready_streams_unaffected(server):
             assert out.done.wait(60), f"long{i} did not finish"
             assert out.finals == 1 and not out.errors and out.tokens == LONG, out
         assert longs.close() and bad.close()
+        # the server ended the streams, so a second final would have arrived by now
+        for name, out in bad_outs:
+            assert out.finals == 1 and len(out.errors) == 1, (name, out)
     finally:
         channel.close()
     print(f"\nbad-input corpus: {len(report)} cases, each refused with a named error:")

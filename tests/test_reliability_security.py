@@ -90,8 +90,10 @@ def test_no_dynamic_code_from_input():
     fixed tables (engines, CLI modules, pynvml, tensorrt_llm)."""
     for path in (ROOT / "backend" / "dynabatch").rglob("*.py"):
         text = path.read_text()
-        for bad in ("eval(", "exec(", "__import__(", "pickle.", "runpy", "marshal."):
+        for bad in ("__import__(", "pickle.", "runpy", "marshal."):
             assert bad not in text, f"{path}: {bad}"
+        # the builtins; a method of that name (BLS's InferenceRequest.exec) is not one
+        assert not re.search(r"(?<![.\w])(eval|exec)\(", text), f"{path}: eval/exec"
         for arg in re.findall(r"import_module\(([^)]*)\)", text):
             assert arg.strip() in (
                 "name",

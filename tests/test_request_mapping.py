@@ -77,6 +77,8 @@ def test_input_lengths_trims_padding():
         ({"input_ids": i32(*range(101))}, {}, "max_prompt_len"),
         ({"input_ids": i32(1, 1000)}, {}, r"token id 1000, outside the vocabulary \[0, 1000\)"),
         ({"input_ids": i32(-1, 2)}, {}, "token id -1"),
+        ({"end_id": i32(1000)}, {}, r"end_id 1000 is outside the vocabulary \[0, 1000\)"),
+        ({"pad_id": i32(5000)}, {}, "pad_id 5000 is outside the vocabulary"),
         ({"input_ids": np.ones((2, 3), np.int32)}, {}, "batch size 2"),
         ({"request_output_len": np.array([[3], [3]], np.int32)}, {}, "batch size 2"),
         ({"input_ids": np.ones((1, 1, 3), np.int32)}, {}, "shape"),

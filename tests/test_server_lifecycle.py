@@ -32,15 +32,12 @@ def test_unload_drains_in_flight_and_queued_requests(triton):
         s.send("running", [1, 2, 3], 150)
         s.send("queued", [4, 5, 6], 150)  # waits behind it (limit 1)
         s.wait(lambda: len(s.tokens.get("running", [])) >= 2, timeout=20)
-        t0 = time.monotonic()
         triton.unload("tensorrt_llm")
-        s.wait(lambda: {"running", "queued"} <= s.finished, timeout=30)
-        drained_s = time.monotonic() - t0
+        s.wait(lambda: {"running", "queued"} <= s.finished, timeout=30)  # raises past it
     finally:
         s.close()
     assert not s.errors
     assert len(s.tokens["running"]) == 150 and len(s.tokens["queued"]) == 150
-    assert drained_s < 30
     assert not triton.is_ready()
     triton.load("tensorrt_llm")
     assert triton.is_ready()

@@ -1,4 +1,4 @@
-"""The profiles against every published figure (DESIGN §5), and the CLI around them."""
+"""The profiles against every published figure (docs/SIMULATOR.md), and the CLI around them."""
 
 import json
 
@@ -33,7 +33,7 @@ def test_every_published_figure_within_tolerance(row):
 def test_calibration_covers_all_published_figures_and_static_batch():
     rows = calibration_rows()
     n_published = sum(len(p.published_ms) for p in PROFILES.values())
-    assert n_published == 25  # 5 profiles x 5 token counts in DESIGN §5
+    assert n_published == 25  # 5 profiles x 5 token counts (docs/SIMULATOR.md)
     assert sum("static batch" in r.figure for r in rows) == 1
     assert len(rows) == n_published + 2
 

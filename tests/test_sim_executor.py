@@ -3,7 +3,7 @@
 import pytest
 from dynabatch.engines.base import Engine, EngineError
 from dynabatch.engines.simulated import SIMULATED_PARAMS, SimulatedExecutor, from_parameters
-from dynabatch.engines.simulated.tokens import token_at, token_base
+from dynabatch.engines.simulated.tokens import output_vocab, token_at, token_base
 from dynabatch.params import ConfigError
 from dynabatch.types import FinishReason, GenerationRequest
 
@@ -64,14 +64,14 @@ def test_non_streaming_gets_first_token_then_final():
     ].finish_reason == FinishReason.EOS
     base = token_base(0, 7)
     assert events[0].token_ids + events[1].token_ids == [
-        token_at(base, i, 32000) for i in range(25)
+        token_at(base, i, output_vocab(32000)) for i in range(25)
     ]
 
 
 def test_end_id_stops_generation():
     base = token_base(0, 3)
-    end = token_at(base, 9, 32000)
-    first = next(i for i in range(100) if token_at(base, i, 32000) == end)
+    end = token_at(base, 9, output_vocab(32000))
+    first = next(i for i in range(100) if token_at(base, i, output_vocab(32000)) == end)
     eng = SimulatedExecutor(P7, max_batch_size=2)
     eng.submit(req(3, 10, 100, end_id=end))
     events, _ = run(eng)

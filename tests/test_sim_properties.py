@@ -2,7 +2,7 @@
 
 from dynabatch.engines.simulated import SimulatedExecutor
 from dynabatch.engines.simulated.kv_cache import BlockManager
-from dynabatch.engines.simulated.tokens import token_base, tokens_range
+from dynabatch.engines.simulated.tokens import output_vocab, token_base, tokens_range
 from dynabatch.types import FinishReason, GenerationRequest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -94,7 +94,7 @@ def test_scheduler_invariants(reqs, cfg, seed):
     assert ever_paused <= set(finals)
     for rid, ev in finals.items():
         out = tokens.get(rid, [])
-        assert out == tokens_range(token_base(seed, rid), 0, len(out), 32000)
+        assert out == tokens_range(token_base(seed, rid), 0, len(out), output_vocab(32000))
         if ev.finish_reason == FinishReason.CANCELLED:
             assert len(out) <= expected[rid]
         else:

@@ -24,6 +24,7 @@ from stand_in.harness import (
     RecordingSink,
     collect,
     engine_dir,
+    stats_until,
     token_at,
     wait_for_tokens,
 )
@@ -211,15 +212,8 @@ def test_cancel_ends_with_cancelled_and_frees_kv(stand_in_trtllm, tmp_path):
         eng.cancel(1)
         events = collect(eng, {1})[1]
         assert events[-1].finished and events[-1].finish_reason == FinishReason.CANCELLED
-        deadline = time.monotonic() + 5
-        last = None
-        while time.monotonic() < deadline:
-            stats = eng.drain_stats()
-            last = stats[-1] if stats else last
-            if last is not None and last.num_active_requests == 0:
-                break
-            time.sleep(0.01)
-        assert last is not None and last.used_num_blocks == 0
+        stats = stats_until(eng, lambda got: got and got[-1].num_active_requests == 0)
+        assert stats[-1].used_num_blocks == 0
         eng.cancel(12345)  # unknown id: nothing happens
     finally:
         eng.shutdown()
@@ -286,9 +280,8 @@ def test_stats_are_normalised_and_update_kv_capacity(stand_in_trtllm, tmp_path):
         assert eng.kv_capacity.total_tokens == 6400
         eng.submit(req(1, prompt=list(range(100)), n=10))
         collect(eng, {1})
-        time.sleep(0.02)
-        stats = eng.drain_stats()
-        assert stats, "no iteration stats"
+        # until the iteration that completed the request is in
+        stats = stats_until(eng, lambda got: any(x.num_completed_requests for x in got))
         s = stats[0]
         assert (s.max_num_blocks, s.tokens_per_block) == (100, 64)
         assert s.free_num_blocks + s.used_num_blocks == s.max_num_blocks
@@ -344,3 +337,21 @@ def test_model_config_and_factory_build_the_executor(stand_in_trtllm, tmp_path):
         assert eng._ex.config.scheduler_config.capacity_scheduler_policy.name == "MAX_UTILIZATION"
     finally:
         eng.shutdown()
+
+
+def test_stand_in_bindings_details(stand_in_trtllm, tmp_path):
+    tle = stand_in_trtllm.bindings.executor
+    r = tle.Request([1, 2], 3)
+    assert r.request_type is tle.RequestType.REQUEST_TYPE_CONTEXT_AND_GENERATION
+    r = tle.Request([1, 2], 3, type=tle.RequestType.REQUEST_TYPE_CONTEXT_ONLY)
+    assert r.request_type is tle.RequestType.REQUEST_TYPE_CONTEXT_ONLY
+    with pytest.raises(TypeError):
+        tle.Request([1, 2], 3, type="context")
+    resp = tle.Response(7, "boom", 3)
+    with pytest.raises(AttributeError):
+        resp.request_id = 8  # read-only in the bindings
+    ex = tle.Executor(engine_dir(tmp_path), tle.ModelType.DECODER_ONLY, tle.ExecutorConfig())
+    try:
+        assert ex.get_latest_request_stats() == [] and ex.is_participant()
+    finally:
+        ex.shutdown()

@@ -9,7 +9,6 @@ an inbox); everything else runs on the thread that calls `step()`.
 
 from __future__ import annotations
 
-import logging
 import threading
 from collections import deque
 from dataclasses import dataclass
@@ -18,9 +17,14 @@ from typing import Protocol
 from .controller.base import Controller
 from .engines.base import Engine, EngineError
 from .gate import AdmissionGate
-from .types import ControlInput, FinishReason, GenerationRequest, RequestState, TokenEvent
-
-log = logging.getLogger("dynabatch.core")
+from .types import (
+    ControlInput,
+    FinishReason,
+    GenerationRequest,
+    IterationStats,
+    RequestState,
+    TokenEvent,
+)
 
 
 class ResponseSink(Protocol):
@@ -54,7 +58,7 @@ class ServingCore:
         self._inbox: deque = deque()
         self._wake = threading.Event()
         self.counters = CoreCounters()
-        self.last_stats = None
+        self.last_stats: IterationStats | None = None
         self.gpu_sample = None  # telemetry.GpuSample, refreshed by the metrics exporter
 
     # ---- any thread -------------------------------------------------------------
@@ -79,7 +83,9 @@ class ServingCore:
         if request.max_new_tokens < 1:
             return f"request_output_len must be >= 1, got {request.max_new_tokens}"
         need = request.prompt_len + request.max_new_tokens
-        if need > cap.total_tokens:
+        # An unknown pool (TensorRT-LLM before its first iteration) refuses nothing here:
+        # the engine itself answers a request that can never fit with an error.
+        if cap is not None and need > cap.total_tokens:
             return (
                 f"prompt ({request.prompt_len} tokens) + request_output_len "
                 f"({request.max_new_tokens}) = {need} tokens exceeds the KV cache "
@@ -134,6 +140,17 @@ class ServingCore:
             )
         self._admit(now)
         return len(events)
+
+    def replace_engine(self, engine: Engine, controller: Controller) -> None:
+        """Serve on with a rebuilt engine and a fresh controller (after an engine fault,
+        once `fail_all` has answered everything the old engine held). Queued requests and
+        the inbox carry over; the old controller's state described the old engine."""
+        if self.running:
+            raise RuntimeError(
+                f"replace_engine with {len(self.running)} requests still on the old engine"
+            )
+        self.engine, self.controller = engine, controller
+        self.last_stats = None
 
     def fail_all(self, message: str) -> None:
         """Give every queued and running request a final error (engine fault, shutdown)."""

@@ -64,8 +64,8 @@ TRTLLM_FAMILIES = {
 def _idle_stats(core: ServingCore) -> IterationStats:
     """Iteration stats of an engine that holds nothing. An engine that learns its KV
     size only from its first iteration (TensorRT-LLM) reports 0 blocks until then."""
-    cap = core.engine.kv_capacity
-    blocks = cap.total_blocks if cap.total_tokens < 2**31 - 1 else 0
+    cap = core.engine.kv_capacity  # None until the engine knows its pool: report 0 blocks
+    blocks = cap.total_blocks if cap is not None else 0
     return IterationStats(
         iter=0,
         timestamp=0.0,
@@ -77,7 +77,7 @@ def _idle_stats(core: ServingCore) -> IterationStats:
         max_num_blocks=blocks,
         free_num_blocks=blocks,
         used_num_blocks=0,
-        tokens_per_block=cap.tokens_per_block,
+        tokens_per_block=cap.tokens_per_block if cap is not None else 0,
     )
 
 

@@ -242,6 +242,9 @@ def to_generation_request(
         raise RequestError(f"repetition_penalty must be > 0, got {sampling.repetition_penalty}")
     end_id = _int(tensors, "end_id")
     pad_id = _int(tensors, "pad_id")
+    for name, value in (("end_id", end_id), ("pad_id", pad_id)):
+        if limits.vocab_size and value is not None and value >= limits.vocab_size:
+            raise RequestError(f"{name} {value} is outside the vocabulary [0, {limits.vocab_size})")
     streaming = _scalar(tensors, "streaming")
     return GenerationRequest(
         request_id=request_id,

@@ -21,10 +21,6 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from .config import ModelConfig, load_config, triton_parameters
-from .controller import make_controller
-from .core import ServingCore
-from .engines.factory import make_engine
-from .gate import AdmissionGate
 from .lifeline import GuardedSender, Lifeline, guard_pb_utils, server_alive
 from .metrics import TritonMetrics
 from .request_mapping import (
@@ -36,6 +32,7 @@ from .request_mapping import (
     request_parameters,
     to_generation_request,
 )
+from .runtime import build_engine_and_controller, build_runtime
 from .serving import ServingLoop, TritonSink
 from .types import FinishReason
 
@@ -138,6 +135,11 @@ def _fault_request(params: Mapping[str, Any]) -> dict | None:
     return out
 
 
+def _kv_tokens(engine: Any) -> str:
+    cap = engine.kv_capacity
+    return str(cap.total_tokens) if cap is not None else "unknown until the first iteration"
+
+
 def _engine_vocab(engine: Any) -> int:
     """The engine's vocabulary size where it knows one (0 = unknown, no check)."""
     vocab = getattr(engine, "vocab_size", None)
@@ -159,25 +161,17 @@ class TritonPythonModel:
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
         self.lifeline = Lifeline().start()  # the stub never outlives its server
-        self.engine = make_engine(
-            cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
-        )
+        # engine, controller and core come from the runtime factory (recovery uses it too);
+        # the model keeps only the core, so nothing here outlives an engine rebuild
+        self.core = build_runtime(cfg).core
         try:
-            self.controller = make_controller(
-                cfg.policy,
-                cfg.controller_params,
-                max_batch_size=cfg.max_batch_size,
-                kv_capacity=self.engine.kv_capacity,
-            )
-            gate = AdmissionGate(cfg.max_queue_size, cfg.queue_timeout_s)
-            self.core = ServingCore(self.engine, self.controller, gate)
             self.metrics = TritonMetrics(
                 guard_pb_utils(pb_utils), self.model_name, args.get("model_version", "1")
             )
             self.limits = Limits(
                 max_new_tokens_limit=cfg.max_new_tokens_limit,
                 max_prompt_len=cfg.max_prompt_len,
-                vocab_size=cfg.vocab_size or _engine_vocab(self.engine),
+                vocab_size=cfg.vocab_size or _engine_vocab(self.core.engine),
             )
             self.unavailable: str | None = None  # why new requests are refused (fault)
             self.engine_restarts = 0
@@ -196,16 +190,16 @@ class TritonPythonModel:
             self.metrics.update(self.core)  # gauges valid before the first request
             self.loop.start()
         except BaseException:
-            self.engine.shutdown()
+            self.core.engine.shutdown()
             self.lifeline.close()
             raise
         log.info(
-            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%d tokens",
+            "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%s tokens",
             self.model_name,
             cfg.engine,
             cfg.policy,
             cfg.max_batch_size,
-            self.engine.kv_capacity.total_tokens,
+            _kv_tokens(self.core.engine),
         )
 
     # ---- requests -------------------------------------------------------------------
@@ -241,12 +235,10 @@ class TritonPythonModel:
         params = request_parameters(request.parameters())
         rid = next(self._ids)
         req = to_generation_request(
-            tensors, params, request_id=rid, limits=self.limits, arrival_time=self.engine.now()
+            tensors, params, request_id=rid, limits=self.limits, arrival_time=self.core.engine.now()
         )
-        vocab = self.limits.vocab_size
-        for name, value in (("end_id", req.end_id), ("pad_id", req.pad_id)):
-            if vocab and value is not None and value >= vocab:
-                raise RequestError(f"{name} {value} is outside the vocabulary [0, {vocab})")
+        # tensors were validated by to_generation_request; what depends on the engine
+        # (the KV pool) is the core's one check, the same the benchmark uses
         error = self.core.admission_error(req)  # e.g. prompt + output beyond the KV cache
         if error is not None:
             raise RequestError(error)
@@ -312,25 +304,13 @@ class TritonPythonModel:
             return
         # requests that arrive meanwhile wait in the core's inbox and go to the new engine
         try:
-            engine = make_engine(
-                cfg.engine, cfg.engine_params, max_batch_size=cfg.max_batch_size, realtime=True
-            )
-            try:
-                controller = make_controller(
-                    cfg.policy,
-                    cfg.controller_params,
-                    max_batch_size=cfg.max_batch_size,
-                    kv_capacity=engine.kv_capacity,
-                )
-            except BaseException:
-                _shutdown_bounded(engine, 5.0)
-                raise
+            engine, controller = build_engine_and_controller(cfg)
         except Exception as exc:
             self.unavailable = (
                 f"engine unavailable: rebuilding it after a fault failed ({exc}); retrying"
             )
             raise
-        self.core.engine, self.core.controller, self.engine = engine, controller, engine
+        self.core.replace_engine(engine, controller)
         self.engine_restarts += 1
         self.unavailable = None
         log.warning("engine rebuilt after a fault (%d so far): %s", self.engine_restarts, reason)
@@ -373,9 +353,9 @@ class TritonPythonModel:
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.close("the model is being unloaded (server shutting down): request aborted")
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            _shutdown_bounded(engine, 10.0)
+        core = getattr(self, "core", None)  # the model keeps only the core (runtime factory)
+        if core is not None:
+            _shutdown_bounded(core.engine, 10.0)
         lifeline = getattr(self, "lifeline", None)
         if lifeline is not None:
             lifeline.close()

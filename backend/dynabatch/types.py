@@ -68,12 +68,31 @@ class TokenEvent:
     time: float = 0.0  # engine clock (seconds) when the tokens were produced
 
 
+@dataclass(frozen=True)
+class KvCapacity:
+    """The paged KV pool: how many blocks, how many tokens each holds."""
+
+    total_blocks: int
+    tokens_per_block: int
+
+    @property
+    def total_tokens(self) -> int:
+        return self.total_blocks * self.tokens_per_block
+
+
 @dataclass
 class IterationStats:
     """One engine iteration; field names follow TensorRT-LLM's IterationStats.
 
     `timestamp` is the engine clock (seconds) at the end of the iteration; the
     controllers take time only from here.
+
+    The contract every engine keeps (docs/ENGINE_CONTRACT.md):
+    - `max_num_blocks` / `tokens_per_block` are the KV pool as the engine knows it in
+      this iteration; 0 means "not known" (`kv_capacity` is then None). Controllers take
+      capacity from here, never from their construction.
+    - `num_paused_requests` and `num_new_pauses` both count the requests paused
+      (evicted) *in this iteration*, TensorRT-LLM's meaning of numPausedRequests.
     """
 
     iter: int
@@ -102,6 +121,13 @@ class IterationStats:
     @property
     def kv_occupancy(self) -> float:
         return self.used_num_blocks / self.max_num_blocks if self.max_num_blocks else 0.0
+
+    @property
+    def kv_capacity(self) -> KvCapacity | None:
+        """The KV pool reported by this iteration; None while the engine does not know it."""
+        if self.max_num_blocks > 0 and self.tokens_per_block > 0:
+            return KvCapacity(self.max_num_blocks, self.tokens_per_block)
+        return None
 
 
 @dataclass

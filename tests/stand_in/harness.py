@@ -70,6 +70,18 @@ def wait_for_tokens(engine, rid: int, n: int, timeout_s: float = 10.0) -> list[T
     return got
 
 
+def stats_until(engine, done, timeout_s: float = 10.0) -> list:
+    """Drain iteration stats until `done(all so far)` holds (bounded in time): the
+    stand-in records an iteration on its own thread, a moment after its responses."""
+    stats: list = []
+    deadline = time.monotonic() + timeout_s
+    while not done(stats):
+        assert time.monotonic() < deadline, f"stats condition not met within {timeout_s}s"
+        stats += engine.drain_stats()
+        engine.poll_events(0.005)  # waits on the engine, not on the clock
+    return stats
+
+
 class FixedController:
     """A controller with a fixed limit that records what it was fed."""
 

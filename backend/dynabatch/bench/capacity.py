@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 
 from .metrics import Slo, meets_slo_percentile
 
-# MLPerf server scenario SLOs by model size (docs: DESIGN.md §6).
+# MLPerf server scenario SLOs by model size (docs/BENCHMARKS.md).
 MLPERF_SLO = {"70b": Slo(2.0, 0.2), "13b": Slo(2.0, 0.1), "8b": Slo(2.0, 0.1), "7b": Slo(2.0, 0.1)}
 
 

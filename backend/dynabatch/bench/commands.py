@@ -101,6 +101,18 @@ def register(subparsers) -> None:
         "(see docs/BENCHMARKS.md); writes JSON/CSV/markdown/PNG under --out",
     )
     p.add_argument("--out", default="out/bench", help="--report: output directory")
+    p.add_argument(
+        "--engine",
+        choices=("simulated", "trtllm_executor", "trtllm_llmapi"),
+        default="simulated",
+        help="engine adapter the workload runs through (TensorRT-LLM ones need --standin)",
+    )
+    p.add_argument(
+        "--standin",
+        action="store_true",
+        help="run a TensorRT-LLM engine on the repository's stand-in (tests/stand_in), "
+        "driven by the simulated executor, when TensorRT-LLM is absent",
+    )
     p.set_defaults(func=cmd_bench)
 
     c = subparsers.add_parser(
@@ -170,6 +182,13 @@ def cmd_bench(args) -> int:
     except WorkloadError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
+    if args.engine != "simulated" and not args.standin:
+        print(
+            f"error: --engine {args.engine} runs TensorRT-LLM in real time only; add "
+            "--standin to benchmark its adapter on the repository's stand-in",
+            file=sys.stderr,
+        )
+        return 2
     profiles = args.profile or [DEFAULT_PROFILE]
     rows, _ = run_matrix(workloads, profiles, args, plot_dir=args.plot)
     print(format_table(rows))
@@ -191,7 +210,11 @@ def run_matrix(workloads, profiles, args, plot_dir=None, label: str = "bench"):
             specs = select(
                 policy_lineup(prof), (args.policies or "").split(",") if args.policies else None
             )
-            jobs += [Job(wl, prof, s, slo_for(args, prof)) for s in specs]
+            engine = getattr(args, "engine", "simulated")
+            engine_kw = (
+                (("engine", engine), ("standin", args.standin)) if engine != "simulated" else ()
+            )
+            jobs += [Job(wl, prof, s, slo_for(args, prof), engine_kw=engine_kw) for s in specs]
     progress = Progress(len(jobs), label)
     t0 = time.monotonic()
     results = run_jobs(

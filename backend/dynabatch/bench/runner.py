@@ -93,9 +93,11 @@ class RunResult:
 
 
 def make_engine(profile: str, *, capacity_policy: str, max_batch_size: int, engine_kw: dict):
-    from ..engines.simulated import SimulatedExecutor  # built by the simulator engineer
+    """engine_kw may name `engine` (a TensorRT-LLM adapter) and `standin` (run it on the
+    stand-in); see runtime.make_bench_engine."""
+    from ..runtime import make_bench_engine
 
-    return SimulatedExecutor(
+    return make_bench_engine(
         profile, max_batch_size=max_batch_size, capacity_policy=capacity_policy, **engine_kw
     )
 
@@ -106,7 +108,7 @@ def make_policy_controller(
     if spec.policy == "oracle":
         return OracleController(
             admission_order,
-            engine.kv_capacity,
+            getattr(engine, "clairvoyant_kv_capacity", None) or engine.kv_capacity,
             max_batch_size,
             getattr(engine, "max_num_tokens", 8192),
         )
@@ -217,16 +219,19 @@ def run_policy(
                 stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
             )
 
-    iterations = drive_virtual(
-        core,
-        engine,
-        requests,
-        lambda i: _Sink(records[i]),
-        on_pass=observe,
-        name=spec.name,
-        max_iterations=max_iterations,
-        max_wall_s=max_wall_s - (time.monotonic() - wall0),
-    )
+    try:
+        iterations = drive_virtual(
+            core,
+            engine,
+            requests,
+            lambda i: _Sink(records[i]),
+            on_pass=observe,
+            name=spec.name,
+            max_iterations=max_iterations,
+            max_wall_s=max_wall_s - (time.monotonic() - wall0),
+        )
+    finally:
+        engine.shutdown()  # an adapter on the stand-in runs threads of its own
     row = {
         "policy": spec.name,
         "controller": spec.policy,

@@ -10,15 +10,19 @@ from __future__ import annotations
 
 import math
 from collections import deque
+from collections.abc import Mapping
 from statistics import NormalDist
+from typing import Any
 
 import numpy as np
 
 from ..types import ControlInput, FinishReason, RequestState
 from .base import LimitDecision
 from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
+from .kv_capacity import CAPACITY_UNKNOWN, CapacityTracker
 from .kv_forecast import SurvivalTable
 from .latency_fit import StepLatencyFit
+from .registry import Bounds, params_of
 
 # The SLO is on each request's TPOT (its mean step latency). The controller fits the step
 # latency t = a + b n + c x (x: prefill tokens) over recent iterations, and learns from
@@ -111,8 +115,6 @@ class AdaptiveController:
     def __init__(
         self,
         *,
-        total_blocks: int,
-        tokens_per_block: int,
         lower: int,
         upper: int,
         kv_target_fraction: float,
@@ -128,8 +130,10 @@ class AdaptiveController:
         ttft_sla_s: float,
         forecast_overflow_prob: float = 0.2,
     ) -> None:
-        self.total_tokens = total_blocks * tokens_per_block
-        self.tokens_per_block = tokens_per_block
+        # KV pool: the engine's latest report (kv_capacity.py); 0 while unknown
+        self.capacity = CapacityTracker()
+        self.total_tokens = 0
+        self.tokens_per_block = 0
         self.lower, self.upper = lower, upper
         self.kv_fraction = kv_target_fraction
         self.z = NormalDist().inv_cdf(1.0 - kv_overflow_prob)
@@ -164,7 +168,7 @@ class AdaptiveController:
         self.b_memory = float(lower)  # nothing admitted before the first sample
         self.b_sla = float(min(upper, max(lower, _SLA_START)))
         self.raw = lower
-        self._reason = "memory"
+        self._reason = CAPACITY_UNKNOWN  # until a stats sample carries the KV pool
         # memory, per admission: forecast of the cache's peak (kv_forecast.py), used once
         # the serving core shows the queue head; the slot model above is the fallback
         self.survival = SurvivalTable()
@@ -199,6 +203,12 @@ class AdaptiveController:
 
     def update(self, sample: ControlInput) -> int:
         stats = sample.stats
+        cap = self.capacity.refresh(stats)
+        if cap is None:  # hold B_min until the engine tells its pool
+            self._reason = CAPACITY_UNKNOWN
+            return self._limit
+        # the memory bounds below follow the pool the engine reports in this iteration
+        self.total_tokens, self.tokens_per_block = cap.total_tokens, cap.tokens_per_block
         now = stats.timestamp
         if self._last_time is not None:
             grow = (now - self._last_time) * self.recovery_per_s
@@ -344,7 +354,7 @@ class AdaptiveController:
         # proportional to n: that over-states the slope, so steps are cautious up and
         # quick down, and iterated they converge to t(n) = target (and unpin the batch).
         t_now, n_now = self._step_ms.value, self._batch.value
-        if not t_now:
+        if not t_now or n_now is None:
             return self.b_sla
         if t_now > target:
             if n_now <= self.lower + 1:
@@ -361,6 +371,8 @@ class AdaptiveController:
 
     @property
     def decision(self) -> LimitDecision:
+        if self._reason == CAPACITY_UNKNOWN:
+            return LimitDecision(self._limit, {CAPACITY_UNKNOWN: float(self._limit)}, self._reason)
         return LimitDecision(
             self._limit,
             {"memory": _finite(self.b_memory, self.upper), "sla": _finite(self.b_sla, self.upper)},
@@ -370,3 +382,24 @@ class AdaptiveController:
 
 def _finite(value: float, cap: int) -> float:
     return float(cap) if value != value or value > cap else float(math.floor(value))
+
+
+_ADAPTIVE_PARAMS = (
+    "kv_target_fraction",
+    "kv_overflow_prob",
+    "length_window",
+    "tpot_sla_ms",
+    "tpot_percentile",
+    "pause_backoff",
+    "pause_recovery_s",
+    "kv_probe_max",
+    "limit_tolerance",
+    "stabilization_s",
+    "ttft_sla_s",
+    "forecast_overflow_prob",
+)
+
+
+@params_of(*_ADAPTIVE_PARAMS)
+def build(p: Mapping[str, Any], b: Bounds) -> AdaptiveController:
+    return AdaptiveController(lower=b.lower, upper=b.upper, **{k: p[k] for k in _ADAPTIVE_PARAMS})

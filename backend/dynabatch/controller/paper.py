@@ -1,18 +1,22 @@
-"""The paper's two limits, verbatim (DESIGN §2), and their minimum.
+"""The paper's two limits, verbatim (docs/CONTROLLER.md), and their minimum.
 
 Pang, Li, Wang 2025, "Optimizing LLM Inference Throughput via Memory-aware and
 SLA-constrained Dynamic Batching". Algorithm 1 follows the released vLLM scheduler
-patch; Algorithm 2 is the reconstruction in DESIGN §2. They are baselines: keep them
-exactly as written, improvements belong in adaptive.py.
+patch; Algorithm 2 is the reconstruction given in docs/CONTROLLER.md. They are
+baselines: keep them exactly as written, improvements belong in adaptive.py.
 """
 
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from typing import Any
 
 from ..types import ControlInput, RequestState
 from .base import LimitDecision
 from .common import Ewma, SingleBound, batch_sample, clamp, tpot_sample_ms
+from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 
 class PaperMemoryController(SingleBound):
@@ -24,22 +28,31 @@ class PaperMemoryController(SingleBound):
         b = max(b, len(running))
         b = min(max(b, lower), upper)
     else: b = previous b
+
+    total_blocks is the latest the engine reported; before any report the limit is
+    `lower` (capacity unknown, kv_capacity.py).
     """
 
     name = "paper_memory"
     bound = "memory"
 
-    def __init__(self, *, total_blocks: int, memory_factor: float, lower: int, upper: int) -> None:
-        self.total_blocks = total_blocks
+    def __init__(self, *, memory_factor: float, lower: int, upper: int) -> None:
+        self.capacity = CapacityTracker()
         self.memory_factor = memory_factor
         self.lower, self.upper = lower, upper
-        self.b = upper  # before the first recomputation nothing limits the batch
+        self.b = lower  # capacity unknown
 
     def update(self, sample: ControlInput) -> int:
+        known = self.capacity.current is not None
+        cap = self.capacity.refresh(sample.stats)
+        if cap is None:
+            return self.b
+        if not known:
+            self.b = self.upper  # before the first recomputation nothing limits the batch
         running = len(sample.running)
         if sample.num_waiting > 0 and running > 0:
             used = sample.stats.used_num_blocks
-            total = sample.stats.max_num_blocks or self.total_blocks
+            total = cap.total_blocks
             if used > 0:
                 blocks_per_seq = used / running
                 b = math.floor(total * self.memory_factor / blocks_per_seq)
@@ -48,6 +61,12 @@ class PaperMemoryController(SingleBound):
             b = max(b, running)
             self.b = min(max(b, self.lower), self.upper)
         return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        if self.capacity.current is None:
+            return unknown_decision(self.b)
+        return super().decision
 
 
 class PaperSlaController(SingleBound):
@@ -125,7 +144,41 @@ class PaperController:
 
     @property
     def decision(self) -> LimitDecision:
+        if self.memory.capacity.current is None:
+            return unknown_decision(self.b)
         m, s = self.memory.b, self.sla.b
         return LimitDecision(
             self.b, {"memory": float(m), "sla": float(s)}, "memory" if m <= s else "sla"
         )
+
+
+_SLA_PARAMS = (
+    "tpot_sla_ms",
+    "tpot_sla_tolerance_ms",
+    "sla_window_alpha",
+    "sla_step_delta",
+    "sla_smoothing",
+)
+
+
+@params_of("memory_factor")
+def build_memory(p: Mapping[str, Any], b: Bounds) -> PaperMemoryController:
+    return PaperMemoryController(memory_factor=p["memory_factor"], lower=b.lower, upper=b.upper)
+
+
+@params_of(*_SLA_PARAMS)
+def build_sla(p: Mapping[str, Any], b: Bounds) -> PaperSlaController:
+    return PaperSlaController(
+        d_sla_ms=p["tpot_sla_ms"],
+        eps_ms=p["tpot_sla_tolerance_ms"],
+        alpha=p["sla_window_alpha"],
+        delta=p["sla_step_delta"],
+        smoothing=p["sla_smoothing"],
+        lower=b.lower,
+        upper=b.upper,
+    )
+
+
+@params_of("memory_factor", *_SLA_PARAMS)
+def build_paper(p: Mapping[str, Any], b: Bounds) -> PaperController:
+    return PaperController(build_memory(p, b), build_sla(p, b))

@@ -18,8 +18,14 @@ is assumed to look like the mean running request.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
 from ..types import ControlInput
+from .base import LimitDecision
 from .common import SingleBound, clamp
+from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 RETRACT_DECODE_STEPS = 20
 
@@ -32,8 +38,6 @@ class SglangRatioController(SingleBound):
     def __init__(
         self,
         *,
-        total_blocks: int,
-        tokens_per_block: int,
         init_ratio: float,
         min_ratio_factor: float,
         decay_steps: int,
@@ -41,7 +45,7 @@ class SglangRatioController(SingleBound):
         lower: int,
         upper: int,
     ) -> None:
-        self.total_tokens = total_blocks * tokens_per_block
+        self.capacity = CapacityTracker()  # the pool as the engine last reported it
         self.init_ratio = init_ratio
         self.min_ratio = init_ratio * min_ratio_factor
         self.decay = (init_ratio - self.min_ratio) / decay_steps
@@ -53,6 +57,9 @@ class SglangRatioController(SingleBound):
 
     def update(self, sample: ControlInput) -> int:
         stats, running, clip = sample.stats, sample.running, self.clip
+        cap = self.capacity.refresh(stats)
+        if cap is None:  # nothing is known to fit before the engine reports its pool
+            return self.b
         if stats.num_new_pauses > 0 and running:
             decoded = sum(s.generated for s in running.values())
             max_new = sum(s.max_new_tokens for s in running.values())
@@ -60,8 +67,7 @@ class SglangRatioController(SingleBound):
         elif stats.num_gen_requests > 0:
             self.ratio = max(self.min_ratio, self.ratio - self.decay)
         ratio = self.ratio
-        tpb = stats.tokens_per_block or 1
-        free = stats.free_num_blocks * tpb if stats.max_num_blocks else self.total_tokens
+        free = stats.free_num_blocks * cap.tokens_per_block
         reserved = 0.0
         sum_prompt = sum_new = 0
         for s in running.values():
@@ -86,3 +92,26 @@ class SglangRatioController(SingleBound):
         self.fits = fits
         self.b = clamp(len(running) + fits, self.lower, self.upper)
         return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        if self.capacity.current is None:
+            return unknown_decision(self.b)
+        return super().decision
+
+
+@params_of(
+    "sglang_init_ratio",
+    "sglang_min_ratio_factor",
+    "sglang_decay_steps",
+    "sglang_clip_max_new_tokens",
+)
+def build(p: Mapping[str, Any], b: Bounds) -> SglangRatioController:
+    return SglangRatioController(
+        init_ratio=p["sglang_init_ratio"],
+        min_ratio_factor=p["sglang_min_ratio_factor"],
+        decay_steps=p["sglang_decay_steps"],
+        clip_max_new_tokens=p["sglang_clip_max_new_tokens"],
+        lower=b.lower,
+        upper=b.upper,
+    )

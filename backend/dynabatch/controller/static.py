@@ -2,8 +2,13 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+from typing import Any
+
+from ..params import ConfigError
 from ..types import ControlInput, RequestState
 from .base import LimitDecision
+from .registry import Bounds, params_of
 
 
 class StaticController:
@@ -27,3 +32,13 @@ class StaticController:
     @property
     def decision(self) -> LimitDecision:
         return self._decision
+
+
+@params_of("static_batch_size")
+def build(p: Mapping[str, Any], b: Bounds) -> StaticController:
+    size = p["static_batch_size"] or b.upper
+    if size > b.max_batch_size:
+        raise ConfigError(
+            "static_batch_size", size, f"at most the engine's max_batch_size ({b.max_batch_size})"
+        )
+    return StaticController(size)

@@ -23,10 +23,15 @@ It never looks at what the cache actually holds: it is open loop.
 from __future__ import annotations
 
 from collections import deque
+from collections.abc import Mapping
 from itertools import islice
+from typing import Any
 
 from ..types import ControlInput
+from .base import LimitDecision
 from .common import SingleBound
+from .kv_capacity import CapacityTracker, unknown_decision
+from .registry import Bounds, params_of
 
 BATCH_SIZE_TABLE = ((144, 128), (336, 256), (672, 512), (832, 768), (1280, 1024), (1664, 1536))
 FALLBACK_GRANULARITY = 512
@@ -50,10 +55,9 @@ class TrtllmTunerController(SingleBound):
     name = "trtllm_tuner"
     bound = "tuner"
 
-    def __init__(
-        self, *, total_blocks: int, tokens_per_block: int, window: int, lower: int, upper: int
-    ) -> None:
-        self.total_blocks, self.tokens_per_block = total_blocks, tokens_per_block
+    def __init__(self, *, window: int, lower: int, upper: int) -> None:
+        # primary blocks and tokens per block: the engine's latest report
+        self.kv = CapacityTracker()
         self.window = window
         self.lower, self.upper = lower, upper
         self._in: deque[int] = deque()
@@ -61,9 +65,15 @@ class TrtllmTunerController(SingleBound):
         self._in_sum = 0
         self._out_sum = 0
         self.capacity = 0  # getMaxCapacityBatchSize at the last update (0 = no data yet)
-        self.b = upper
+        self.b = lower  # KV capacity unknown (kv_capacity.py)
 
     def update(self, sample: ControlInput) -> int:
+        known = self.kv.current is not None
+        kv = self.kv.refresh(sample.stats)
+        if kv is None:
+            return self.b
+        if not known:
+            self.b = self.upper  # TensorRT-LLM's batch before the tuner has data
         running = sample.running
         if running:
             # Only the newest `window` samples survive an iteration, so push just those.
@@ -74,13 +84,18 @@ class TrtllmTunerController(SingleBound):
         if self._in:
             avg_in = int(self._in_sum / len(self._in))  # static_cast<SizeType32>
             avg_out = int(self._out_sum / len(self._out))
-            tpb = self.tokens_per_block
-            blocks_per_seq = -(-(avg_in + avg_out) // tpb)
+            blocks_per_seq = -(-(avg_in + avg_out) // kv.tokens_per_block)
             if blocks_per_seq > 0:
-                self.capacity = self.total_blocks // blocks_per_seq
+                self.capacity = kv.total_blocks // blocks_per_seq
                 b = min(runtime_batch_size(self.capacity), self.upper)
                 self.b = max(b, self.lower)
         return self.b
+
+    @property
+    def decision(self) -> LimitDecision:
+        if self.kv.current is None:
+            return unknown_decision(self.b)
+        return super().decision
 
     def _push(self, prompt_len: int, max_new: int) -> None:
         if len(self._in) >= self.window:
@@ -90,3 +105,8 @@ class TrtllmTunerController(SingleBound):
         self._out.append(max_new)
         self._in_sum += prompt_len
         self._out_sum += max_new
+
+
+@params_of("tuner_window")
+def build(p: Mapping[str, Any], b: Bounds) -> TrtllmTunerController:
+    return TrtllmTunerController(window=p["tuner_window"], lower=b.lower, upper=b.upper)

@@ -2,24 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from ..types import GenerationRequest, IterationStats, TokenEvent
+from ..types import GenerationRequest, IterationStats, KvCapacity, TokenEvent
+
+__all__ = ["Engine", "EngineError", "KvCapacity"]
 
 
 class EngineError(RuntimeError):
     """An engine failed; in-flight requests get this message as their error."""
-
-
-@dataclass(frozen=True)
-class KvCapacity:
-    total_blocks: int
-    tokens_per_block: int
-
-    @property
-    def total_tokens(self) -> int:
-        return self.total_blocks * self.tokens_per_block
 
 
 @runtime_checkable
@@ -33,10 +24,15 @@ class Engine(Protocol):
       (finish_reason CANCELLED) and frees the request's KV blocks;
     - `drain_stats` returns the iteration stats produced since the last call;
     - `shutdown` stops the engine; later calls may raise EngineError.
+
+    `kv_capacity` is the KV pool as far as the engine knows it *now*: None until it is
+    known (TensorRT-LLM sizes its pool from free GPU memory when it starts, and tells
+    only through iteration stats). It is never a made-up number; the stats of every
+    iteration carry the same capacity (`IterationStats.kv_capacity`).
     """
 
     max_batch_size: int
-    kv_capacity: KvCapacity
+    kv_capacity: KvCapacity | None
 
     def submit(self, request: GenerationRequest) -> None: ...
 

@@ -13,8 +13,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec
-from ..types import IterationStats, SamplingParams
-from .base import KvCapacity
+from ..types import IterationStats, KvCapacity, SamplingParams
 
 # The image the Dockerfile builds from; docs/GPU.md names the same tag (a test checks).
 # It ships TensorRT-LLM 1.2.1 (Executor API and LLM API both present).
@@ -172,7 +171,24 @@ def _num(value: Any) -> float:
 
 
 def stats_from_fields(f: Mapping[str, Any], timestamp: float) -> IterationStats:
+    """TensorRT-LLM's iteration fields (snake_case names) -> IterationStats, keeping
+    TensorRT-LLM's meaning for each (sources: NVIDIA/TensorRT-LLM, 1.2.x):
+
+    - kv_cache_stats max/free/used_num_blocks, tokens_per_block: the paged pool
+      (cpp/tensorrt_llm/batch_manager/kvCacheManager.cpp getKvCacheStats; PyTorch
+      tensorrt_llm/_torch/pyexecutor/py_executor.py `_get_init_iter_stats`). The pool
+      is sized when the executor starts, so every record carries it.
+    - num_paused_requests: requests the capacity scheduler paused *in this iteration*
+      (cpp/tensorrt_llm/batch_manager/trtGptModelInflightBatching.cpp
+      getCurrentIterationStats: `mLastIterationStatsIFB.pausedRequests.size()`;
+      py_executor.py `_update_iter_stats`: `len(scheduled_batch.paused_requests)`).
+      That is exactly dynabatch's `num_new_pauses`, so both carry it.
+    - num_ctx_tokens: prefill tokens of the iteration; several PyTorch-backend releases
+      never set it (it stays 0), so controllers must not depend on it.
+    - num_gen_requests: one token each per iteration (no speculative decoding).
+    """
     gen = int(_num(f.get("num_gen_requests")))
+    paused = int(_num(f.get("num_paused_requests")))
     return IterationStats(
         iter=int(_num(f.get("iter"))),
         timestamp=timestamp,
@@ -188,10 +204,10 @@ def stats_from_fields(f: Mapping[str, Any], timestamp: float) -> IterationStats:
         num_scheduled_requests=int(_num(f.get("num_scheduled_requests"))),
         num_context_requests=int(_num(f.get("num_context_requests"))),
         num_gen_requests=gen,
-        num_paused_requests=int(_num(f.get("num_paused_requests"))),
+        num_paused_requests=paused,
         num_ctx_tokens=int(_num(f.get("num_ctx_tokens"))),
-        # One token per generation request per iteration (no speculative decoding).
         num_gen_tokens=gen,
+        num_new_pauses=paused,
     )
 
 
@@ -256,25 +272,16 @@ def stats_from_dict(d: Mapping[str, Any], clock: StatsClock, now: float) -> Iter
     return stats_from_fields(f, clock.to_engine(d.get("timestamp"), now))
 
 
-def initial_capacity(parsed: Mapping[str, Any]) -> KvCapacity:
-    """KV capacity before the first stats arrive (updated from stats afterwards).
+def initial_capacity(parsed: Mapping[str, Any]) -> KvCapacity | None:
+    """KV capacity before the first stats arrive (replaced by every stats record).
 
-    With a token cap we know the total; otherwise it depends on free GPU memory, which
-    only TensorRT-LLM knows: report "unbounded" so nothing is refused before then
-    (TensorRT-LLM itself rejects a request that can never fit, with an error response).
+    With a token cap the pool holds at most that many tokens (TensorRT-LLM takes the
+    smaller of the cap and what the memory fraction gives), which is enough to refuse a
+    request that can never fit. Without a cap the size depends on free GPU memory, which
+    only TensorRT-LLM knows: the capacity is unknown (None) until its first iteration.
     """
     cap = parsed.get("max_tokens_in_paged_kv_cache") or 0
-    return (
-        KvCapacity(total_blocks=cap, tokens_per_block=1)
-        if cap
-        else KvCapacity(total_blocks=2**31 - 1, tokens_per_block=1)
-    )
-
-
-def capacity_from_stats(stats: IterationStats) -> KvCapacity | None:
-    if stats.max_num_blocks > 0 and stats.tokens_per_block > 0:
-        return KvCapacity(stats.max_num_blocks, stats.tokens_per_block)
-    return None
+    return KvCapacity(total_blocks=cap, tokens_per_block=1) if cap else None
 
 
 class EngineClock:

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import datetime
 import logging
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
@@ -21,7 +21,6 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
@@ -93,9 +92,10 @@ class TrtllmExecutorEngine:
         tle: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         max_beam_width: int = 1,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._ex = executor
         self._tle = tle
@@ -103,14 +103,15 @@ class TrtllmExecutorEngine:
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._max_beam_width = max_beam_width
-        self._clock = EngineClock()
+        # engine time: seconds since start; a benchmark on the stand-in passes its virtual clock
+        self._now = clock or EngineClock().now
         self._stats_clock = StatsClock()
         self._to_ours: dict[int, int] = {}  # executor request id -> our request id
         self._to_theirs: dict[int, int] = {}
         self._shut = False
 
     def now(self) -> float:
-        return self._clock.now()
+        return self._now()
 
     def submit(self, request: GenerationRequest) -> None:
         if self._shut:
@@ -197,9 +198,9 @@ class TrtllmExecutorEngine:
             for s in self._ex.get_latest_iteration_stats()
         ]
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:

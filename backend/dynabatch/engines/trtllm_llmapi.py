@@ -20,11 +20,12 @@ The LLM API is asyncio/future based, the Engine protocol is synchronous. The bri
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import json
 import logging
 import queue
 import threading
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from ..params import ConfigError, ParamSpec, parse_params
@@ -34,7 +35,6 @@ from .trtllm_common import (
     COMMON_PARAMS,
     EngineClock,
     StatsClock,
-    capacity_from_stats,
     check_model_path,
     import_tensorrt_llm,
     initial_capacity,
@@ -125,9 +125,10 @@ class TrtllmLlmApiEngine:
         sampling_cls: Any,
         *,
         max_batch_size: int,
-        kv_capacity: KvCapacity,
+        kv_capacity: KvCapacity | None,
         stream_tokens: bool = True,
         stats_period_s: float = 0.02,
+        clock: Callable[[], float] | None = None,
     ) -> None:
         self._llm = llm
         self._sampling_cls = sampling_cls
@@ -135,12 +136,13 @@ class TrtllmLlmApiEngine:
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._stats_period = stats_period_s
-        self._clock = EngineClock()
+        # engine time: seconds since start; a benchmark on the stand-in passes its virtual clock
+        self._now = clock or EngineClock().now
         self._stats_clock = StatsClock()
         self._events: queue.Queue[TokenEvent] = queue.Queue()
         self._stats: queue.Queue[IterationStats] = queue.Queue()
         self._outputs: dict[int, Any] = {}  # our id -> RequestOutput (loop thread only)
-        self._tasks: dict[int, asyncio.Future] = {}
+        self._tasks: dict[int, concurrent.futures.Future] = {}
         self._cancel_early: set[int] = set()  # cancelled before generate_async returned
         self._shut = threading.Event()
         self._loop = asyncio.new_event_loop()
@@ -154,7 +156,7 @@ class TrtllmLlmApiEngine:
         self._stats_thread.start()
 
     def now(self) -> float:
-        return self._clock.now()
+        return self._now()
 
     # ---- requests ---------------------------------------------------------------
     def submit(self, request: GenerationRequest) -> None:
@@ -294,9 +296,9 @@ class TrtllmLlmApiEngine:
         except queue.Empty:
             pass
         for s in out:
-            cap = capacity_from_stats(s)
-            if cap is not None:
-                self.kv_capacity = cap
+            # the pool as TensorRT-LLM reports it (unknown before its first iteration)
+            if s.kv_capacity is not None:
+                self.kv_capacity = s.kv_capacity
         return out
 
     def shutdown(self) -> None:

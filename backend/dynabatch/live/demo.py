@@ -27,6 +27,7 @@ from .pbtxt import get_parameters
 from .replay import replay
 from .scrape import MetricsScraper, write_csv
 from .server import TritonServer, build_repository
+from .text_demo import TEXT_PROMPTS, run_text_demo
 
 DEFAULT_TRACE = CONV_TRACE
 TRACE_FIRST_N = 600  # length pairs are resampled from the trace's first 600 requests
@@ -71,6 +72,7 @@ class DemoConfig:
     overrides: dict = field(default_factory=dict)  # label -> {param: value}
     configs: tuple = CONFIGS
     drain_timeout_s: float = 120.0
+    text_prompts: tuple = TEXT_PROMPTS  # answered through the text `ensemble` (empty: skip)
 
 
 def workloads(cfg: DemoConfig) -> list[Workload]:
@@ -194,6 +196,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
                     f"({time.monotonic() - t0:.0f} s)"
                 )
         log("[demo] stopping tritonserver")
+    answers = run_text_demo(out, cfg.text_prompts, log=log) if cfg.text_prompts else []
     figs = [
         plot_vs_load(rows, out / "load.png"),
         plot_timeline(series, out / "timeline.png", cfg.time_scale),
@@ -208,6 +211,7 @@ def run_demo(cfg: DemoConfig, log=print) -> dict:
         | {"slo": vars(cfg.slo)},
         "wall_s": time.monotonic() - t_start,
         "figures": [str(f) for f in figs],
+        "text": [vars(a) for a in answers],
     }
     (out / "results.json").write_text(json.dumps(result, indent=1, default=str))
     log("")

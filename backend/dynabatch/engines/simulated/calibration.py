@@ -1,6 +1,6 @@
 """Profiles against published figures: the calibration table and the offline fit.
 
-`calibration_rows()` compares every published figure (DESIGN §5) with the profile's
+`calibration_rows()` compares every published figure (docs/SIMULATOR.md, "Published figures") with the profile's
 prediction; `fit_profile()` refits c0, eta_c and p (eta_bw fixed, see profiles.py)
 by Nelder-Mead on squared log error. The fitted values are committed in profiles.py.
 """
@@ -9,15 +9,16 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass
+from typing import Any
 
 from .latency import LatencyModel
 from .profiles import PROFILES, Profile, get_profile, with_constants
 
 TOLERANCE = 0.15  # every figure must be within +-15 %
 
-# TensorRT-LLM's published static-batch figure (DESIGN §5): LLaMA-7B FP16 on A100,
+# TensorRT-LLM's published static-batch figure (docs/SIMULATOR.md): LLaMA-7B FP16 on A100,
 # batch 60, 128 in / 2048 out -> 1,928 output tokens/s (~31 ms per step).
-STATIC_BATCH = dict(
+STATIC_BATCH: dict[str, Any] = dict(
     profile="llama-2-7b-a100-80gb", batch=60, prompt_len=128, output_len=2048, tokens_per_s=1928.0
 )
 
@@ -139,12 +140,14 @@ def fit_profile(profile: Profile) -> Profile:
     """Fit c0, eta_c, p to the profile's published figures (needs at least 3)."""
     if len(profile.published_ms) < 3:
         raise ValueError(f"{profile.name}: no published figures to fit")
-    best, best_loss = None, float("inf")
+    best: list[float] | None = None
+    best_loss = float("inf")
     for p0 in (1.5, 3.0, 6.0):  # a few starts: the loss is not convex in p
         x = _nelder_mead(lambda v: _loss(profile, v), [0.5, 0.7, p0], [0.5, 0.05, 0.5])
         loss = _loss(profile, x)
         if loss < best_loss:
             best, best_loss = x, loss
+    assert best is not None  # three starts ran
     c0_ms, eta_c, p = best
     return with_constants(
         profile, c0_s=round(c0_ms, 4) * 1e-3, eta_c=round(eta_c, 4), p=round(p, 3)

@@ -18,6 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
+from typing import TYPE_CHECKING
 
 from ...types import FinishReason, GenerationRequest, IterationStats, TokenEvent
 from ..base import EngineError, KvCapacity
@@ -25,7 +26,10 @@ from .kv_cache import BlockManager
 from .latency import LatencyModel
 from .profiles import Profile, get_profile
 from .scheduler import Scheduler, Seq
-from .tokens import first_position_of, token_base, tokens_range
+from .tokens import first_position_of, output_vocab, token_base, tokens_range
+
+if TYPE_CHECKING:
+    from .realtime import RealtimeDriver
 
 
 class SimulatedExecutor:
@@ -64,7 +68,7 @@ class SimulatedExecutor:
             policy=capacity_policy,
             chunked_context=enable_chunked_context,
         )
-        self._vocab = self.profile.model.vocab_size
+        self._vocab = output_vocab(self.profile.model.vocab_size)
         self._seqs: dict[int, Seq] = {}  # stepping thread only
         self._live: set[int] = set()  # ids in flight, for submit's duplicate check
         self._live_lock = threading.Lock()
@@ -78,7 +82,7 @@ class SimulatedExecutor:
         self._iter = 0
         self._recomputed = 0
         self._closed = False
-        self._driver = None  # realtime.RealtimeDriver once started
+        self._driver: RealtimeDriver | None = None  # once started
         self.time_scale = 1.0
 
     # ---- Engine protocol (any thread) -------------------------------------------------
@@ -338,7 +342,7 @@ class SimulatedExecutor:
             num_scheduled_requests=len(ctx) + len(gen),
             num_context_requests=len(ctx),
             num_gen_requests=len(gen),
-            num_paused_requests=len(sched.paused),
+            num_paused_requests=pauses,  # TensorRT-LLM's meaning: paused in this iteration
             num_ctx_tokens=ctx_tokens,
             num_gen_tokens=len(gen),
             num_new_pauses=pauses,

@@ -1,4 +1,4 @@
-"""Roofline step latency of one in-flight-batching iteration (DESIGN §5/§6).
+"""Roofline step latency of one in-flight-batching iteration (docs/SIMULATOR.md).
 
     t_step = t_linear(N) + kv_read_tokens * kv_bytes / (eta_bw * BW)
              + attn_units * 4 * layers * hidden / (eta_c * F)

@@ -8,12 +8,12 @@ Sources
   tensor 312 TFLOPS) and H100 SXM5 (3,350 GB/s; dense FP16 tensor 989 TFLOPS).
 - Model shapes: the Llama-2 / Llama-3 config.json files (layers, hidden size, KV heads,
   vocab). KV bytes per token (fp16, whole model) = 2 * layers * kv_heads * head_dim * 2.
-- Published step times (DESIGN §5): linear layers only, ms per step for 1/64/256/1024/
+- Published step times (docs/SIMULATOR.md): linear layers only, ms per step for 1/64/256/1024/
   4096 tokens in the step, from the Vidur simulator's profiling data (Agrawal et al.,
   MLSys 2024, github.com/microsoft/vidur, data/profiling/compute/...).
 - Latency constants: `dynabatch calibrate --fit` reproduces the fit (least squares on
   log error, Nelder-Mead). eta_bw is not identifiable from linear-layer figures alone
-  (only W/(eta_bw*BW) + c0 is), so it is fixed at 0.80 (DESIGN §5: 0.68-0.82 seen in
+  (only W/(eta_bw*BW) + c0 is), so it is fixed at 0.80 (docs/SIMULATOR.md: 0.68-0.82 seen in
   published decode measurements) and c0 takes the rest. Profiles without published
   figures (Llama-3-8B/H100, Llama-2-13B/A100-40GB) take the fitted efficiencies of the
   same GPU's Llama-2-7B profile and scale c0 by layer count; that is stated per profile.
@@ -22,6 +22,7 @@ Sources
 from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
+from typing import Any
 
 GIB = 1 << 30
 
@@ -86,7 +87,7 @@ LLAMA3_8B = Model("Llama-3-8B", 8.030e9, 7.505e9, 16.06e9, 131072, 32, 4096, 128
 LLAMA2_13B = Model("Llama-2-13B", 13.016e9, 12.852e9, 26.03e9, 819200, 40, 5120, 32000)
 LLAMA2_70B = Model("Llama-2-70B", 68.977e9, 68.715e9, 137.95e9, 327680, 80, 8192, 32000)
 
-_VIDUR = "Vidur profiling data (DESIGN §5), linear layers"
+_VIDUR = "Vidur profiling data (docs/SIMULATOR.md), linear layers"
 _TOKENS = (1, 64, 256, 1024, 4096)
 
 
@@ -191,6 +192,6 @@ def get_profile(name_or_profile: str | Profile) -> Profile:
     return PROFILES[key]
 
 
-def with_constants(profile: Profile, **constants: float) -> Profile:
+def with_constants(profile: Profile, **constants: Any) -> Profile:
     """A copy with other latency constants (used by the fit)."""
     return replace(profile, **constants)

@@ -2,6 +2,10 @@
 
 The scalar and the vectorised form give the same numbers (a test checks), so streaming
 (one token per event) and non-streaming (many per event) outputs agree.
+
+Ids stay inside the vocabulary of the tokenizer the project ships
+(dynabatch/text/tokenizer, 2048 tokens), so text models can decode every simulated
+token; a test checks the two sizes agree.
 """
 
 from __future__ import annotations
@@ -11,6 +15,15 @@ import numpy as np
 _M = (1 << 64) - 1
 _A, _B = 0x9E3779B97F4A7C15, 0xD1B54A32D192ED69
 _C1, _C2 = 0xBF58476D1CE4E5B9, 0x94D049BB133111EB
+
+# Size of the shipped tokenizer's vocabulary (special tokens included).
+TEXT_VOCAB_SIZE = 2048
+
+
+def output_vocab(model_vocab: int) -> int:
+    """The id range the simulated engine emits: the model's vocabulary, cut to the
+    shipped tokenizer's so that every emitted id decodes to text."""
+    return min(model_vocab, TEXT_VOCAB_SIZE)
 
 
 def token_base(seed: int, request_id: int) -> int:

@@ -32,8 +32,10 @@ keywords, RuntimeError for enqueue after shutdown.
 
 Stand-in-only knobs: the engine directory's config.json `build_config` (max_batch_size,
 max_input_len, max_seq_len, max_num_tokens, max_beam_width, plugin_config.
-tokens_per_block); the KV pool is `max_tokens` or free_gpu_memory_fraction * 65536
-tokens; `Executor.stand_in_engine` exposes the scheduler for fault injection.
+tokens_per_block) and `stand_in` (see `stand_in_settings`); the KV pool is
+free_gpu_memory_fraction * 65536 tokens, or what a named simulator profile gives, capped
+by `max_tokens`; `Executor.stand_in_engine` exposes the loop (fault injection, virtual
+clock). TensorRT-LLM's pool is only known from the first iteration's stats.
 """
 
 from __future__ import annotations
@@ -46,7 +48,7 @@ import queue
 import threading
 from typing import Any, Optional
 
-from .._sim import SimEngine, SimResponse
+from .._sim import SimEngine, SimResponse, stand_in_pool, stand_in_settings
 
 __version__ = "1.2.0-stand-in"
 
@@ -97,6 +99,12 @@ class CapacitySchedulerPolicy(enum.Enum):
 class ContextChunkingPolicy(enum.Enum):
     FIRST_COME_FIRST_SERVED = 0
     EQUAL_PROGRESS = 1
+
+
+class RequestType(enum.Enum):
+    REQUEST_TYPE_CONTEXT_AND_GENERATION = 0
+    REQUEST_TYPE_CONTEXT_ONLY = 1
+    REQUEST_TYPE_GENERATION_ONLY = 2
 
 
 class FinishReason(enum.Enum):
@@ -360,10 +368,13 @@ class Request:
         _check(f, "end_id", v["end_id"], (int,), optional=True)
         _check(f, "pad_id", v["pad_id"], (int,), optional=True)
         _check(f, "client_id", v["client_id"], (int,), optional=True)
+        _check(f, "type", v["type"], (RequestType,), optional=True)
         self.input_token_ids = list(input_token_ids)
         self.max_tokens = max_tokens
         v["sampling_config"] = v["sampling_config"] or SamplingConfig()
         v["output_config"] = v["output_config"] or OutputConfig()
+        # the keyword is `type`, the property `request_type` (request.cpp)
+        self.request_type = v.pop("type") or RequestType.REQUEST_TYPE_CONTEXT_AND_GENERATION
         for k, val in v.items():
             setattr(self, k, val)
 
@@ -387,10 +398,19 @@ class Response:
     def __init__(
         self, request_id: int, result_or_error: Any, client_id: Optional[int] = None
     ) -> None:
-        self.request_id = request_id
-        self.client_id = client_id
+        self._request_id = request_id
+        self._client_id = client_id
         self._result = result_or_error if isinstance(result_or_error, Result) else None
         self._error = result_or_error if isinstance(result_or_error, str) else None
+
+    # read-only, as in the bindings (def_property_readonly)
+    @property
+    def request_id(self) -> int:
+        return self._request_id
+
+    @property
+    def client_id(self) -> Optional[int]:
+        return self._client_id
 
     def has_error(self) -> bool:
         return self._error is not None
@@ -488,6 +508,7 @@ def read_engine_config(model_path: Any) -> dict:
         cfg = json.load(fh)
     build = cfg.get("build_config", {})
     return dict(
+        stand_in=cfg.get("stand_in", {}),
         max_batch_size=build.get("max_batch_size", 256),
         max_input_len=build.get("max_input_len", 4096),
         max_seq_len=build.get("max_seq_len", 8192),
@@ -513,9 +534,8 @@ class Executor:
             )
         kv = cfg.kv_cache_config
         fraction = 0.9 if kv.free_gpu_memory_fraction is None else kv.free_gpu_memory_fraction
-        pool = int(fraction * 65536)
-        if kv.max_tokens is not None:
-            pool = min(pool, kv.max_tokens)
+        knobs = eng["stand_in"]
+        pool = stand_in_pool(knobs, eng["tokens_per_block"], fraction, kv.max_tokens)
         self.config = cfg
         self._responses: "queue.Queue[SimResponse]" = queue.Queue()
         self._ready = threading.Condition()
@@ -530,6 +550,7 @@ class Executor:
             chunked=cfg.enable_chunked_context,
             stats_max=cfg.iter_stats_max_iterations,
             emit=self._responses.put,
+            **stand_in_settings(knobs),
         )
         self._shutdown = False
 
@@ -595,6 +616,18 @@ class Executor:
 
     def get_latest_iteration_stats(self) -> list:
         return [IterationStats._from_sim(d) for d in self.stand_in_engine.take_stats()]
+
+    def get_latest_request_stats(self) -> list:
+        return []  # request_stats_max_iterations defaults to 0: none are kept
+
+    def get_latest_debug_tensors(self) -> list:
+        return []
+
+    def get_kv_cache_event_manager(self) -> Any:
+        return None  # only with KvCacheConfig(event_buffer_max_size > 0)
+
+    def is_participant(self) -> bool:
+        return True  # a single process is always a participant
 
     def can_enqueue_requests(self) -> bool:
         return not self._shutdown

@@ -8,4 +8,5 @@ from .llm_args import (  # noqa: F401
     KvCacheConfig,
     SchedulerConfig,
     ValidationError,
+    WaitingQueuePolicy,
 )

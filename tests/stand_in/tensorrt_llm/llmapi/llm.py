@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any, List, Optional
 
-from .._sim import SimEngine, SimResponse
+from .._sim import SimEngine, SimResponse, stand_in_pool, stand_in_settings
 from ..executor import RequestError
 from ..sampling_params import SamplingParams
 from .llm_args import KvCacheConfig, SchedulerConfig, ValidationError, as_model
@@ -208,16 +208,17 @@ class LLM:
             tensor_parallel_size=tensor_parallel_size,
         )
         max_seq_len = args["max_seq_len"] or hf.get("max_position_embeddings", 4096)
-        pool = int(kv.free_gpu_memory_fraction * 65536)
-        if kv.max_tokens is not None:
-            pool = min(pool, kv.max_tokens)
+        knobs = hf.get("stand_in", {})
+        # a benchmark sets the simulated engine's block size (stand-in knob)
+        tpb = int(knobs.get("tokens_per_block", kv.tokens_per_block))
+        pool = stand_in_pool(knobs, tpb, kv.free_gpu_memory_fraction, kv.max_tokens)
         self._results: dict[int, RequestOutput] = {}
         self._ids = itertools.count(1)
         self._stats_done = False
         self._shut = False
         self._sim = SimEngine(
-            total_blocks=pool // kv.tokens_per_block,
-            tokens_per_block=kv.tokens_per_block,
+            total_blocks=pool // tpb,
+            tokens_per_block=tpb,
             max_batch_size=args["max_batch_size"],
             max_num_tokens=args["max_num_tokens"],
             policy=sched.capacity_scheduler_policy.value,
@@ -226,6 +227,8 @@ class LLM:
             chunked=args["enable_chunked_prefill"],
             stats_max=args["iter_stats_max_iterations"] or 1000,
             emit=self._dispatch,
+            report_ctx_tokens=False,  # the PyTorch backend leaves numCtxTokens at 0
+            **stand_in_settings(knobs),
         )
 
     def _dispatch(self, resp: SimResponse) -> None:
@@ -275,6 +278,12 @@ class LLM:
             or not all(isinstance(t, int) and not isinstance(t, bool) for t in inputs)
         ):
             raise TypeError(f"The inputs must be type str or list of int, but got {type(inputs)}")
+        if not self.args["enable_chunked_prefill"] and len(inputs) > self.args["max_num_tokens"]:
+            # LLM._check_arguments (PyTorch backend): refused before anything is queued
+            raise ValueError(
+                f"The sum of prompt length ({len(inputs)}) should not exceed "
+                f"max_num_tokens ({self.args['max_num_tokens']})"
+            )
         beam = sampling_params.best_of if sampling_params.use_beam_search else 1
         if beam > self.args["max_beam_width"]:
             raise ValueError(
@@ -296,7 +305,13 @@ class LLM:
         return result
 
     def get_stats(self, timeout: Optional[float] = 2) -> List[dict]:
-        if not self.args["enable_iter_perf_stats"] or self._stats_done:
+        if not self.args["enable_iter_perf_stats"]:
+            return []
+        if self._sim.virtual:
+            # Virtual clock (benchmarks): records appear only when the driver steps, so
+            # there is no quiet gap to wait for; hand over what is there.
+            return [json.loads(json.dumps(d)) for d in self._sim.take_stats()]
+        if self._stats_done:
             return []
         out: List[dict] = []
         deadline = time.monotonic() + (timeout or 0)

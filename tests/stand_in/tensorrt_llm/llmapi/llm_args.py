@@ -24,6 +24,10 @@ class CapacitySchedulerPolicy(str, enum.Enum):
     STATIC_BATCH = "STATIC_BATCH"
 
 
+class WaitingQueuePolicy(str, enum.Enum):
+    FCFS = "fcfs"
+
+
 class ContextChunkingPolicy(str, enum.Enum):
     FIRST_COME_FIRST_SERVED = "FIRST_COME_FIRST_SERVED"
     EQUAL_PROGRESS = "EQUAL_PROGRESS"
@@ -53,7 +57,7 @@ class SchedulerConfig(_Strict):
         capacity_scheduler_policy=CapacitySchedulerPolicy.GUARANTEED_NO_EVICT,
         context_chunking_policy=None,
         dynamic_batch_config=None,
-        waiting_queue_policy="fcfs",
+        waiting_queue_policy=WaitingQueuePolicy.FCFS,
     )
 
     def _validate(self, name: str, value: Any) -> Any:
@@ -64,6 +68,11 @@ class SchedulerConfig(_Strict):
                 raise ValidationError(
                     f"capacity_scheduler_policy: invalid value {value!r}"
                 ) from None
+        if name == "waiting_queue_policy":
+            try:
+                return WaitingQueuePolicy(value)
+            except ValueError:
+                raise ValidationError(f"waiting_queue_policy: invalid value {value!r}") from None
         return value
 
 
