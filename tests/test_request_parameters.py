@@ -16,7 +16,9 @@ MODEL = "tensorrt_llm"
 
 
 def test_documented_parameters_are_known():
-    assert {"priority", "request_priority", "tenant", "true_output_len"} <= REQUEST_PARAMETERS
+    assert {"priority", "request_priority", "tenant", "user", "true_output_len"} <= (
+        REQUEST_PARAMETERS
+    )
     assert {"inject_fault", "fault_after_iterations", "fault_stall_s"} <= REQUEST_PARAMETERS
 
 

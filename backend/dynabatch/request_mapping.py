@@ -130,6 +130,7 @@ REQUEST_PARAMETERS = frozenset(
         "priority",  # generate endpoints
         "request_priority",  # gRPC (tritonclient keeps `priority` for Triton's own field)
         "tenant",  # the tenant a request is admitted and accounted under
+        "user",  # the OpenAI API's end-user id (dynabatch.openai_api passes it on)
         "true_output_len",  # simulated engine: the output length a trace recorded
         "inject_fault",  # test-only fault injection (enable_fault_injection)
         "fault_after_iterations",
