@@ -17,6 +17,8 @@ FREE_TEXT = {
     "gpt_model_path": "TensorRT-LLM engine dir / checkpoint, opened by TensorRT-LLM",
     "tokenizer_dir": "tokenizer dir, opened by TensorRT-LLM",
     "gpu_device_ids": "comma-separated integers (parsed with int())",
+    "executor_worker_path": "executable TensorRT-LLM spawns over MPI (orchestrator mode); "
+    "set by whoever writes config.pbtxt, who already controls the model repository's code",
 }
 
 

@@ -4,7 +4,13 @@ import json
 
 import pytest
 from dynabatch.cli import main
-from dynabatch.engines.simulated.calibration import TOLERANCE, calibration_rows, fit_profile
+from dynabatch.engines.simulated.calibration import (
+    IFB_FIGURES,
+    TOLERANCE,
+    calibration_rows,
+    fit_profile,
+    ifb_rows,
+)
 from dynabatch.engines.simulated.latency import LatencyModel
 from dynabatch.engines.simulated.profiles import PROFILES, get_profile
 
@@ -25,17 +31,33 @@ def test_required_profiles_exist_and_cite_a_source():
         assert PROFILES[name].source, name
 
 
-@pytest.mark.parametrize("row", calibration_rows(), ids=lambda r: f"{r.profile}:{r.figure}")
-def test_every_published_figure_within_tolerance(row):
+def test_tolerance_is_ten_percent():
+    assert TOLERANCE == 0.10
+
+
+@pytest.mark.parametrize(
+    "row", calibration_rows(with_ifb=False), ids=lambda r: f"{r.profile}:{r.figure}"
+)
+def test_every_published_step_figure_within_tolerance(row):
+    assert abs(row.rel_error) <= TOLERANCE, (row.predicted, row.published)
+
+
+@pytest.mark.slow  # replays the published runs (30,000 requests and more): ~1 min in all
+@pytest.mark.parametrize(
+    "fig", IFB_FIGURES, ids=lambda f: f"{f.profile}:{f.input_len}/{f.output_len}"
+)
+def test_every_in_flight_batching_figure_within_tolerance(fig):
+    (row,) = ifb_rows((fig,))
     assert abs(row.rel_error) <= TOLERANCE, (row.predicted, row.published)
 
 
 def test_calibration_covers_all_published_figures_and_static_batch():
-    rows = calibration_rows()
+    rows = calibration_rows(with_ifb=False)
     n_published = sum(len(p.published_ms) for p in PROFILES.values())
     assert n_published == 25  # 5 profiles x 5 token counts (docs/SIMULATOR.md)
     assert sum("static batch" in r.figure for r in rows) == 1
     assert len(rows) == n_published + 2
+    assert len(IFB_FIGURES) == 10  # Llama-2-7B TP1 and Llama-2-70B TP4, 5 length pairs each
 
 
 def test_fit_reproduces_vidur_within_seven_percent():
@@ -60,7 +82,7 @@ def test_latency_grows_with_tokens_and_context():
 
 def test_calibrate_cli_writes_json_and_table(tmp_path, capsys):
     out = tmp_path / "cal.json"
-    assert main(["calibrate", "--json", str(out)]) == 0
+    assert main(["calibrate", "--no-ifb", "--json", str(out)]) == 0
     data = json.loads(out.read_text())
     assert data["rows"] and all(r["ok"] for r in data["rows"])
     assert "llama-2-70b-tp4-h100" in capsys.readouterr().out

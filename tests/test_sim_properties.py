@@ -28,11 +28,23 @@ config_st = st.fixed_dictionaries(
 )
 
 
-def _growth_need(engine):
-    """Blocks the next iteration's decode steps need beyond what their requests hold."""
+def _shortfall(engine):
+    """Whether walking the active list with each request's one-step block need (the
+    max_utilization rule) runs out of free blocks or batch slots somewhere."""
     sched = engine.sched
-    gens = [s for s in sched.running if s.prefilled >= s.ctx_len][: sched.max_num_tokens]
-    return sum(1 for s in gens if s.kv_len % TPB == 0)
+    room = max(0, sched.max_batch_size - len(sched.active))
+    walk = list(sched.active) + list(sched.queue)[:room]
+    free, count = engine.blocks.free_blocks, 0
+    for s in walk:
+        if s.started and s.prefilled >= s.ctx_len:
+            need = 1 if s.kv_len % TPB == 0 else 0
+        else:
+            need = 0 if s.started else -(-s.ctx_len // TPB)
+        if need > free or count >= sched.max_batch_size:
+            return True
+        free -= need
+        count += 1
+    return False
 
 
 @settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -71,7 +83,8 @@ def test_scheduler_invariants(reqs, cfg, seed):
             eng.cancel(rid)
         if not eng.has_work and it > 8 and not cancel_at:
             break
-        need, free_before = _growth_need(eng), eng.blocks.free_blocks
+        eng._drain_inbox()  # submissions and cancels land before the walk is checked
+        short = _shortfall(eng)
         stats = eng.step()
         eng.blocks.check()
         if stats is not None:
@@ -80,7 +93,7 @@ def test_scheduler_invariants(reqs, cfg, seed):
             if no_evict:
                 assert stats.num_new_pauses == 0 and stats.num_paused_requests == 0
             elif stats.num_new_pauses:
-                assert need > free_before  # paused only because blocks ran out
+                assert short  # paused only because a request's one-step blocks ran out
             ever_paused.update(s.rid for s in eng.sched.paused)
         for ev in eng.poll_events():
             assert ev.request_id not in finals, "a second final event"

@@ -41,6 +41,9 @@ ALL_SET = {
     "iter_stats_max_iterations": "77",
     "trtllm_stream_tokens": "false",
     "gpu_device_ids": "0,1",
+    "tensor_parallel_size": "2",
+    "pipeline_parallel_size": "1",
+    "executor_worker_path": "/opt/trtllm/executorWorker",
 }
 
 
@@ -76,6 +79,11 @@ def test_every_parameter_reaches_its_config_field(stand_in_trtllm, tmp_path):
         assert cfg.max_num_tokens == 2048
         assert cfg.iter_stats_max_iterations == 77
         assert cfg.parallel_config.device_ids == [0, 1]
+        # two GPUs: orchestrator mode with the given worker (tests/test_trtllm_parallel.py)
+        assert cfg.parallel_config.communication_mode is tle.CommunicationMode.ORCHESTRATOR
+        assert cfg.parallel_config.orchestrator_config.worker_executable_path == (
+            "/opt/trtllm/executorWorker"
+        )
         assert eng._stream_tokens is False
         assert eng.kv_capacity.total_tokens == 8192  # known before the first stats
     finally:

@@ -38,6 +38,8 @@ ALL_SET = {
     "tokenizer_dir": None,
     "skip_tokenizer_init": "false",
     "tensor_parallel_size": "1",
+    "pipeline_parallel_size": "1",
+    "gpu_device_ids": "",  # tests/test_trtllm_parallel.py covers it
     "stats_check_period_ms": "5",
 }
 
@@ -81,6 +83,7 @@ def test_every_parameter_reaches_the_llm(stand_in_trtllm, tmp_path):
             55,
         )
         assert a["tensor_parallel_size"] == 1 and a["skip_tokenizer_init"] is False
+        assert a["pipeline_parallel_size"] == 1
         assert eng._stream_tokens is False and eng._stats_period == 0.005
     finally:
         eng.shutdown()

@@ -12,6 +12,7 @@ COMMAND_MODULES = [
     "dynabatch.engines.simulated.commands",  # profiles, calibrate, sim-bench
     "dynabatch.controller.commands",  # controller-bench
     "dynabatch.bench.commands",  # bench, capacity
+    "dynabatch.fleet.commands",  # fleet
 ]
 
 

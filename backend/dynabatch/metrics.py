@@ -81,6 +81,31 @@ def _idle_stats(core: ServingCore) -> IterationStats:
     )
 
 
+def exported_stats(core: ServingCore) -> IterationStats:
+    """The iteration stats /metrics shows for `core` now (the fleet's scraper reads the
+    same): the idle state before the first iteration, and once the core holds nothing."""
+    s = core.last_stats
+    if s is None:
+        return _idle_stats(core)
+    if not core.running and not len(core.gate):
+        # An idle engine runs no iterations, so its last stats still show the last
+        # request. The core holds none now: every request got its final event, which
+        # (Engine protocol) frees its KV blocks; report that idle state.
+        return dataclasses.replace(
+            s,
+            num_active_requests=0,
+            num_queued_requests=0,
+            num_scheduled_requests=0,
+            num_context_requests=0,
+            num_gen_requests=0,
+            num_paused_requests=0,
+            num_ctx_tokens=0,
+            used_num_blocks=0,
+            free_num_blocks=s.max_num_blocks,
+        )
+    return s
+
+
 REQUEST_OUTCOMES = ("submitted", "accepted", "completed", "cancelled", "failed")
 
 
@@ -112,6 +137,11 @@ class TritonMetrics:
         )
         self._queue = self._gauge(
             fam, "dynabatch_queue_length", "requests waiting in the model's admission queue", g
+        )
+        # Fresh between iterations (the nv_trt_llm_* counts follow iteration stats):
+        # with dynabatch_batch_limit it gives a router the headroom (fleet/routers.py).
+        self._running = self._gauge(
+            fam, "dynabatch_running_requests", "requests admitted to the engine", g
         )
         c = fam.COUNTER
         self._paused = self._gauge(
@@ -172,22 +202,8 @@ class TritonMetrics:
             # No iteration yet (a fresh load or reload): show this engine's idle state,
             # never what a previous instance of the model left in Triton's registry.
             self._trtllm_set(_idle_stats(core), core)
-        elif not core.running and not len(core.gate):
-            # An idle engine runs no iterations, so its last stats still show the last
-            # request. The core holds none now: every request got its final event, which
-            # (Engine protocol) frees its KV blocks; report that idle state.
-            s = dataclasses.replace(
-                s,
-                num_active_requests=0,
-                num_queued_requests=0,
-                num_scheduled_requests=0,
-                num_context_requests=0,
-                num_gen_requests=0,
-                num_paused_requests=0,
-                num_ctx_tokens=0,
-                used_num_blocks=0,
-                free_num_blocks=s.max_num_blocks,
-            )
+        else:
+            s = exported_stats(core)
         if s is not None:
             self._trtllm_set(s, core)
             self._update_tpot(s)
@@ -201,6 +217,7 @@ class TritonMetrics:
             if bound is not None and bound == bound and abs(bound) != float("inf"):
                 self._bounds[component].set(bound)
         self._queue.set(len(core.gate))
+        self._running.set(len(core.running))
         if self._tpot_ewma is not None:
             self._tpot.set(self._tpot_ewma)
         if self._gpu_gauges:

@@ -39,6 +39,9 @@ def _workload_args(p: argparse.ArgumentParser, trace_help: str) -> None:
         "--output-median", type=float, default=128, help="synthetic output length median"
     )
     g.add_argument("--length-sigma", type=float, default=1.0, help="synthetic lognormal sigma")
+    g.add_argument(
+        "--max-len", type=int, default=8192, help="synthetic lengths are clipped to this"
+    )
     g.add_argument("--seed", type=int, default=0)
     g.add_argument(
         "--rate-scale",
@@ -102,6 +105,21 @@ def register(subparsers) -> None:
     )
     p.add_argument("--out", default="out/bench", help="--report: output directory")
     p.add_argument(
+        "--concurrency",
+        type=int,
+        metavar="N",
+        help="closed loop: N clients, each sends its next request when its last one "
+        "finishes (arrival times ignored)",
+    )
+    p.add_argument(
+        "--engine-opt",
+        action="append",
+        metavar="KEY=VALUE",
+        help="simulated-engine parameter, repeatable (max_num_tokens, tokens_per_block, "
+        "kv_cache_free_gpu_mem_fraction, max_tokens_in_paged_kv_cache, enable_chunked_context, "
+        "context_blocks, seed; config.pbtxt names work too)",
+    )
+    p.add_argument(
         "--engine",
         choices=("simulated", "trtllm_executor", "trtllm_llmapi"),
         default="simulated",
@@ -148,6 +166,7 @@ def build_workloads(args) -> list[Workload]:
                 output_sigma=args.length_sigma,
                 seed=args.seed,
                 max_new_tokens=args.max_new_tokens,
+                max_len=args.max_len,
             )
         ]
     if not args.trace:
@@ -189,6 +208,13 @@ def cmd_bench(args) -> int:
             file=sys.stderr,
         )
         return 2
+    if (args.concurrency or args.engine_opt) and args.engine != "simulated":
+        print("error: --concurrency and --engine-opt run on --engine simulated", file=sys.stderr)
+        return 2
+    if args.concurrency or args.engine_opt:
+        from .closed_loop import run_bench
+
+        return run_bench(args, workloads)
     profiles = args.profile or [DEFAULT_PROFILE]
     rows, _ = run_matrix(workloads, profiles, args, plot_dir=args.plot)
     print(format_table(rows))

@@ -27,18 +27,17 @@ from .trtllm_common import (
     sampling_fields,
     stats_from_executor,
 )
+from .trtllm_parallel import (
+    EXECUTOR_PARALLEL_PARAMS,
+    PARALLEL_PARAMS,
+    executor_parallel_config,
+)
 
 log = logging.getLogger("dynabatch.engines.trtllm_executor")
 
-TRTLLM_EXECUTOR_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
-    ParamSpec(
-        "gpu_device_ids",
-        str,
-        "",
-        "comma-separated GPU ids for the executor (empty = TensorRT-LLM's default)",
-        group="tensorrt_llm",
-    ),
-]
+TRTLLM_EXECUTOR_PARAMS: list[ParamSpec] = (
+    COMMON_PARAMS + PARALLEL_PARAMS + EXECUTOR_PARALLEL_PARAMS  # multi-GPU: trtllm_parallel.py
+)
 
 # TensorRT-LLM FinishReason name -> ours (STOP_WORDS: dynabatch sends none; treat as EOS
 # of the model, like END_ID).
@@ -72,14 +71,9 @@ def build_executor_config(tle: Any, p: Mapping[str, Any], max_batch_size: int) -
     )
     if p["max_num_tokens"]:
         kwargs["max_num_tokens"] = p["max_num_tokens"]
-    ids = p.get("gpu_device_ids", "")
-    if ids:
-        try:
-            kwargs["parallel_config"] = tle.ParallelConfig(
-                device_ids=[int(x) for x in ids.split(",")]
-            )
-        except ValueError:
-            raise ConfigError("gpu_device_ids", ids, "comma-separated integers") from None
+    parallel = executor_parallel_config(tle, p)
+    if parallel is not None:
+        kwargs["parallel_config"] = parallel
     return tle.ExecutorConfig(**kwargs)
 
 

@@ -41,6 +41,7 @@ from .trtllm_common import (
     sampling_fields,
     stats_from_dict,
 )
+from .trtllm_parallel import PARALLEL_PARAMS, llmapi_parallel_kwargs, llmapi_visible_devices
 
 log = logging.getLogger("dynabatch.engines.trtllm_llmapi")
 
@@ -60,14 +61,6 @@ TRTLLM_LLMAPI_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
         group="tensorrt_llm",
     ),
     ParamSpec(
-        "tensor_parallel_size",
-        int,
-        1,
-        "GPUs per model (tensor parallelism)",
-        min=1,
-        group="tensorrt_llm",
-    ),
-    ParamSpec(
         "stats_check_period_ms",
         int,
         20,
@@ -76,6 +69,7 @@ TRTLLM_LLMAPI_PARAMS: list[ParamSpec] = COMMON_PARAMS + [
         max=10_000,
         group="tensorrt_llm",
     ),
+    *PARALLEL_PARAMS,  # multi-GPU: trtllm_parallel.py
 ]
 
 _FINISH = {
@@ -106,7 +100,7 @@ def build_llm_kwargs(llmapi: Any, p: Mapping[str, Any], max_batch_size: int) -> 
         enable_chunked_prefill=p["enable_chunked_context"],
         enable_iter_perf_stats=True,
         iter_stats_max_iterations=p["iter_stats_max_iterations"],
-        tensor_parallel_size=p["tensor_parallel_size"],
+        **llmapi_parallel_kwargs(p),
         skip_tokenizer_init=p["skip_tokenizer_init"],
     )
     if p["max_num_tokens"]:
@@ -331,6 +325,7 @@ def from_parameters(
     trtllm = import_tensorrt_llm("trtllm_llmapi")
     llmapi = import_tensorrt_llm("trtllm_llmapi", "tensorrt_llm.llmapi")
     kwargs = build_llm_kwargs(llmapi, p, max_batch_size)
+    llmapi_visible_devices(p)  # the LLM API takes no device list
     log.info(
         "starting TensorRT-LLM LLM on %s (max_batch_size=%d, policy=%s)",
         path,

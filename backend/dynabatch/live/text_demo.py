@@ -68,11 +68,15 @@ def run_text_demo(
         {name: MODEL_REPOSITORY / name for name in TEXT_MODELS},
         overrides={"tensorrt_llm": simulated_params("llama-2-13b-a100-40gb", time_scale)},
     )
-    log("[demo] text: prompts through the `ensemble` (shipped tokenizer, simulated engine)")
+    log(
+        "[demo] text: prompts through the `ensemble` (shipped tokenizer, simulated engine: "
+        "tokens from its vocabulary, a different sequence for every request)"
+    )
     with TritonServer(repo, log_path=Path(out_dir) / "text_server.log") as server:
         answers = [answer(server, p, max_tokens) for p in prompts]
     for a in answers:
         log(f"  > {a.prompt}")
-        log(f"    {a.text!r}  (streamed in {a.pieces} pieces: {a.streamed!r})")
+        log(f"    /generate        {a.text!r}")
+        log(f"    /generate_stream {a.streamed!r} ({a.pieces} pieces)")
     Path(out_dir, "text.json").write_text(json.dumps([vars(a) for a in answers], indent=1))
     return answers

@@ -17,7 +17,7 @@ from typing import Any
 from ...params import ConfigError, ParamSpec, parse_params
 from .executor import SimulatedExecutor
 from .profiles import DEFAULT_PROFILE, PROFILES, Profile, get_profile
-from .scheduler import POLICIES
+from .scheduler import CONTEXT_BLOCKS, POLICIES
 
 _G = "simulated engine"
 
@@ -84,6 +84,15 @@ SIMULATED_PARAMS: list[ParamSpec] = [
         group=_G,
     ),
     ParamSpec("tokens_per_block", int, 64, "tokens per paged KV block", min=1, max=4096, group=_G),
+    ParamSpec(
+        "sim_context_blocks",
+        str,
+        "prompt",
+        "when a prompt's KV blocks are taken: prompt (all at its first chunk, as "
+        "TensorRT-LLM 1.2) or chunk (chunk by chunk; a what-if, docs/SIMULATOR.md)",
+        choices=CONTEXT_BLOCKS,
+        group=_G,
+    ),
 ]
 
 
@@ -109,6 +118,7 @@ def from_parameters(
             max_tokens_in_paged_kv_cache=p["max_tokens_in_paged_kv_cache"] or None,
             enable_chunked_context=p["enable_chunked_context"],
             seed=p["sim_seed"],
+            context_blocks=p["sim_context_blocks"],
         )
     except ValueError as exc:
         raise ConfigError("sim_profile", p["sim_profile"], str(exc)) from None

@@ -6,7 +6,16 @@ import argparse
 import json
 from pathlib import Path
 
-from .calibration import TOLERANCE, calibration_rows, fit_profile, format_table
+from .calibration import (
+    IFB_FIGURES,
+    IFB_GRID_ETA_ATTN,
+    IFB_GRID_OVERHEAD_MS,
+    TOLERANCE,
+    calibration_rows,
+    fit_ifb,
+    fit_profile,
+    format_table,
+)
 from .latency import LatencyModel
 from .profiles import PROFILES
 
@@ -24,6 +33,17 @@ def register(sub: argparse._SubParsersAction) -> None:
         "--fit",
         action="store_true",
         help="refit c0, eta_c, p to the published figures and print them",
+    )
+    c.add_argument(
+        "--no-ifb",
+        action="store_true",
+        help="skip the in-flight-batching figures (they replay the published runs: ~1 min)",
+    )
+    c.add_argument(
+        "--fit-ifb",
+        action="store_true",
+        help="grid-search overhead and decode-attention efficiency against the "
+        "in-flight-batching figures and print them (several minutes)",
     )
     c.set_defaults(func=cmd_calibrate)
 
@@ -72,7 +92,15 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
                     f"(eta_bw fixed at {f.eta_bw})"
                 )
         print()
-    rows = calibration_rows()
+    if args.fit_ifb:
+        for name in sorted({f.profile for f in IFB_FIGURES}):
+            prof, worst = fit_ifb(PROFILES[name], IFB_GRID_OVERHEAD_MS, IFB_GRID_ETA_ATTN)
+            print(
+                f"{name:<28} overhead_s={prof.overhead_s * 1e3:g}e-3, "
+                f"eta_attn={prof.eta_attn}  (worst in-flight-batching error {worst:.1%})"
+            )
+        print()
+    rows = calibration_rows(with_ifb=not args.no_ifb)
     print(format_table(rows))
     if args.json:
         Path(args.json).write_text(

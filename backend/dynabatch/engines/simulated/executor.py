@@ -45,6 +45,7 @@ class SimulatedExecutor:
         max_tokens_in_paged_kv_cache: int | None = None,
         enable_chunked_context: bool = True,
         seed: int = 0,
+        context_blocks: str = "prompt",
     ) -> None:
         self.profile = get_profile(profile)
         if not 0.0 < kv_cache_free_gpu_mem_fraction <= 1.0:
@@ -67,6 +68,7 @@ class SimulatedExecutor:
             max_num_tokens=max_num_tokens,
             policy=capacity_policy,
             chunked_context=enable_chunked_context,
+            context_blocks=context_blocks,
         )
         self._vocab = output_vocab(self.profile.model.vocab_size)
         self._seqs: dict[int, Seq] = {}  # stepping thread only
@@ -331,8 +333,8 @@ class SimulatedExecutor:
             iter=self._iter,
             timestamp=0.0,
             iter_latency_ms=latency * 1e3,
-            num_active_requests=len(sched.running) + len(sched.paused),
-            num_queued_requests=len(sched.waiting),
+            num_active_requests=sched.num_started + sched.num_paused,
+            num_queued_requests=sched.num_waiting,
             num_completed_requests=len(finished),
             max_num_active_requests=self.max_batch_size,
             max_num_blocks=bm.total_blocks,

@@ -26,9 +26,6 @@ class BlockManager:
     def held(self, request_id: int) -> int:
         return self._held.get(request_id, 0)
 
-    def holders(self) -> dict[int, int]:
-        return dict(self._held)
-
     def grow_to(self, request_id: int, tokens: int) -> bool:
         """Make the request hold enough blocks for `tokens` tokens; False (nothing
         allocated) when the free blocks do not cover it."""

@@ -191,6 +191,33 @@ class KvCacheConfig:
             setattr(self, k, val)
 
 
+class CommunicationType(enum.Enum):
+    MPI = 0
+
+
+class CommunicationMode(enum.Enum):
+    LEADER = 0
+    ORCHESTRATOR = 1
+
+
+class OrchestratorConfig:
+    """executorConfig.cpp: OrchestratorConfig(is_orchestrator=True,
+    worker_executable_path="", orch_leader_comm=None, spawn_processes=True)."""
+
+    def __init__(
+        self,
+        is_orchestrator: bool = True,
+        worker_executable_path: str = "",
+        orch_leader_comm: Any = None,
+        spawn_processes: bool = True,
+    ) -> None:
+        _check("OrchestratorConfig", "is_orchestrator", is_orchestrator, (bool,))
+        _check("OrchestratorConfig", "worker_executable_path", worker_executable_path, (str,))
+        self.is_orchestrator = is_orchestrator
+        self.worker_executable_path = worker_executable_path
+        self.spawn_processes = spawn_processes
+
+
 class ParallelConfig:
     def __init__(
         self,
@@ -203,8 +230,32 @@ class ParallelConfig:
     ) -> None:
         if device_ids is not None and not all(isinstance(d, int) for d in device_ids):
             raise _bad("ParallelConfig", "'device_ids' must be a list of int")
+        _check(
+            "ParallelConfig",
+            "communication_type",
+            communication_type,
+            (CommunicationType,),
+            optional=True,
+        )
+        _check(
+            "ParallelConfig",
+            "communication_mode",
+            communication_mode,
+            (CommunicationMode,),
+            optional=True,
+        )
+        _check(
+            "ParallelConfig",
+            "orchestrator_config",
+            orchestrator_config,
+            (OrchestratorConfig,),
+            optional=True,
+        )
+        self.communication_type = communication_type
+        self.communication_mode = communication_mode
         self.device_ids = device_ids
         self.participant_ids = participant_ids
+        self.orchestrator_config = orchestrator_config
 
 
 class ExecutorConfig:

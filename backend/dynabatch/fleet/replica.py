@@ -1,0 +1,116 @@
+"""One replica of the fleet and the metrics a scraper reads from it.
+
+A replica is exactly what one Triton pod runs: a SimulatedExecutor on its own virtual
+clock, the controller of the configured policy, an AdmissionGate and a ServingCore.
+Its exported values come from the readers `metrics.py` uses for `/metrics`, so a router
+that follows them reads what the endpoint picker would scrape from a real pod.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..bench.runner import PolicySpec, make_engine, make_policy_controller
+from ..core import ResponseSink, ServingCore
+from ..gate import AdmissionGate
+from ..metrics import TRTLLM_FAMILIES, exported_stats
+from ..types import GenerationRequest
+
+REQUEST_FAMILY = "nv_trt_llm_request_metrics"
+KV_FAMILY = "nv_trt_llm_kv_cache_block_metrics"
+
+
+@dataclass(frozen=True)
+class ReplicaMetrics:
+    """One scrape of a replica's /metrics, reduced to what the routers read."""
+
+    scraped_at: float  # fleet time of the scrape (simulated seconds)
+    waiting: int  # nv_trt_llm_request_metrics{request_type="waiting"}
+    scheduled: int  # nv_trt_llm_request_metrics{request_type="scheduled"}
+    kv_fraction: float  # nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}
+    batch_limit: int  # dynabatch_batch_limit
+    running: int  # dynabatch_running_requests
+    queued: int  # dynabatch_queue_length
+
+    @property
+    def headroom(self) -> int:
+        """dynabatch_batch_limit minus the requests it holds, running or queued: > 0
+        means a new request is admitted at once. Both gauges are the serving core's own
+        counts, fresh between iterations, unlike the iteration stats behind the
+        nv_trt_llm_* series, which stand still while a long prefill runs."""
+        return self.batch_limit - self.running - self.queued
+
+
+class Replica:
+    def __init__(
+        self,
+        index: int,
+        profile: str,
+        spec: PolicySpec,
+        *,
+        max_batch_size: int,
+        controller_params: dict,
+    ) -> None:
+        self.index = index
+        self.engine = make_engine(
+            profile,
+            capacity_policy=spec.capacity_policy,
+            max_batch_size=max_batch_size,
+            engine_kw={},
+        )
+        self.controller = make_policy_controller(
+            spec,
+            controller_params,
+            max_batch_size=max_batch_size,
+            engine=self.engine,
+            admission_order=[],
+        )
+        self.core = ServingCore(self.engine, self.controller, AdmissionGate())
+        self.outstanding = 0  # routed and not finished: what a load balancer counts
+
+    @property
+    def busy(self) -> bool:
+        return self.engine.has_work or not self.core.idle
+
+    def now(self) -> float:
+        return self.engine.now()
+
+    def route(self, request: GenerationRequest, sink: ResponseSink) -> None:
+        """Take a routed request as the Triton model does: submit it and let the serving
+        loop move it into the gate and admit it if the limit allows. That loop runs
+        between engine polls, so it does not wait for the iteration in flight to end;
+        the engine starts it at its next iteration. An idle replica's clock first
+        catches up to the arrival."""
+        if not self.busy:
+            self.engine.advance_to(request.arrival_time)
+        self.core.submit(request, sink)
+        self.core.step()
+        self.outstanding += 1
+
+    def run_pass(self) -> bool:
+        """Step the core (dispatch, controller, admission), then one engine iteration.
+        Returns whether the engine ran an iteration."""
+        self.core.step()
+        if self.engine.has_work:
+            self.engine.step()
+            return True
+        return False
+
+    def scrape(self, t: float) -> ReplicaMetrics:
+        stats = exported_stats(self.core)
+        requests = TRTLLM_FAMILIES[REQUEST_FAMILY][2]
+        kv = TRTLLM_FAMILIES[KV_FAMILY][2]
+        if "fraction" in kv:
+            fraction = float(kv["fraction"](stats, self.core))
+        else:  # TensorRT-LLM's fraction is used / max blocks
+            used, total = kv["used"](stats, self.core), kv["max"](stats, self.core)
+            fraction = used / total if total else 0.0
+        return ReplicaMetrics(
+            scraped_at=t,
+            waiting=int(requests["waiting"](stats, self.core)),
+            scheduled=int(requests["scheduled"](stats, self.core)),
+            kv_fraction=fraction,
+            batch_limit=int(self.controller.limit),
+            running=len(self.core.running),
+            queued=len(self.core.gate),
+        )

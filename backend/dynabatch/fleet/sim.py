@@ -1,0 +1,162 @@
+"""Run a workload through N replicas and a router on one virtual clock.
+
+Every replica's SimulatedExecutor keeps its own clock; the fleet always advances the
+replica that is furthest behind, and routes an arrival once every busy replica has
+reached its time. A busy replica has then finished the iteration in flight at the
+arrival, so what the router (and a scrape) sees is at most one iteration ahead of the
+arrival: the same granularity at which a real engine takes in new requests.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from dataclasses import dataclass
+
+from ..bench.metrics import RequestRecord, Slo, summarize
+from ..bench.runner import PolicySpec, _Sink
+from ..bench.workload import Workload
+from .replica import Replica, ReplicaMetrics
+from .routers import ScrapeConfig, make_router
+
+DEFAULT_POLICY = PolicySpec("adaptive", "adaptive")
+
+
+@dataclass(frozen=True)
+class FleetConfig:
+    replicas: int
+    router: str
+    profile: str
+    slo: Slo
+    policy: PolicySpec = DEFAULT_POLICY
+    max_batch_size: int = 256
+    scrape: ScrapeConfig = ScrapeConfig()
+    seed: int = 0  # the gateway picker's tie-break
+
+
+class SloBroken(Exception):
+    """More requests missed the SLO than a P99 allows: the probe has failed already."""
+
+
+@dataclass
+class _Misses:
+    slo: Slo
+    allowed: int  # more misses than this and the P99 cannot meet the SLO
+    ttft: int = 0
+    tpot: int = 0
+
+
+class _FleetSink(_Sink):
+    """Records timings, tells the replica when its request is done (the balancer's
+    outstanding count) and, in a capacity probe, counts SLO misses."""
+
+    __slots__ = ("replica", "misses")
+
+    def __init__(self, record: RequestRecord, replica: Replica, misses: _Misses | None) -> None:
+        super().__init__(record)
+        self.replica = replica
+        self.misses = misses
+
+    def on_event(self, event, state) -> None:
+        first = self.record.first_token is None
+        super().on_event(event, state)
+        if event.finished:
+            self.replica.outstanding -= 1
+        m = self.misses
+        if m is None:
+            return
+        rec = self.record
+        if first and rec.ttft is not None and rec.ttft > m.slo.ttft_s:
+            m.ttft += 1
+        if event.finished and (rec.tpot or 0.0) > m.slo.tpot_s:
+            m.tpot += 1
+        if m.ttft > m.allowed or m.tpot > m.allowed:
+            raise SloBroken
+
+
+def run_fleet(
+    workload: Workload,
+    cfg: FleetConfig,
+    *,
+    stop_on_slo_miss: bool = False,
+    max_wall_s: float = 900.0,
+) -> dict:
+    """Serve every request of `workload`; return the summary row (bench metrics plus
+    per-replica request counts). With `stop_on_slo_miss`, raise SloBroken as soon as
+    more than 1 % (+1) of the requests have missed a P99 SLO: a capacity probe that
+    has failed need not run an overloaded fleet to the end."""
+    if cfg.replicas < 1:
+        raise ValueError(f"replicas must be >= 1, got {cfg.replicas}")
+    if cfg.scrape.interval_s <= 0:
+        raise ValueError(f"scrape interval must be > 0 s, got {cfg.scrape.interval_s}")
+    wall0 = time.monotonic()
+    params = {"tpot_sla_ms": cfg.slo.tpot_s * 1000.0, **dict(cfg.policy.params)}
+    replicas = [
+        Replica(
+            k,
+            cfg.profile,
+            cfg.policy,
+            max_batch_size=cfg.policy.max_batch_size or cfg.max_batch_size,
+            controller_params=params,
+        )
+        for k in range(cfg.replicas)
+    ]
+    router = make_router(cfg.router, staleness_s=cfg.scrape.staleness_s, seed=cfg.seed)
+    requests = workload.requests()
+    records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
+    misses = _Misses(cfg.slo, len(requests) // 100 + 1) if stop_on_slo_miss else None
+    routed = [0] * cfg.replicas
+    scrapes: list[ReplicaMetrics | None] = [None] * cfg.replicas
+    next_scrape = 0.0
+    i, n = 0, len(requests)
+
+    def scrape_until(t: float) -> None:
+        # Scrapes due by `t` see the state before anything that happens at `t`.
+        nonlocal next_scrape
+        if not router.uses_scrapes or next_scrape > t:
+            return
+        for k, r in enumerate(replicas):
+            scrapes[k] = r.scrape(next_scrape)
+        steps = math.floor((t - next_scrape) / cfg.scrape.interval_s) + 1
+        next_scrape += steps * cfg.scrape.interval_s
+
+    while True:
+        t_arrival = requests[i].arrival_time if i < n else math.inf
+        busy = [r for r in replicas if r.busy]
+        lagging = min(busy, key=Replica.now) if busy else None
+        t_busy = lagging.now() if lagging is not None else math.inf
+        if t_arrival == math.inf and lagging is None:
+            break
+        if t_arrival <= t_busy:
+            scrape_until(t_arrival)
+            k = router.pick(replicas, scrapes, t_arrival)
+            replicas[k].route(requests[i], _FleetSink(records[i], replicas[k], misses))
+            routed[k] += 1
+            i += 1
+            continue
+        assert lagging is not None  # t_busy is finite
+        scrape_until(t_busy)
+        stepped = lagging.run_pass()
+        if not stepped and lagging.busy:
+            # Nothing ran and nothing new can arrive for it before the others move on:
+            # only a controller that admits nothing gets here.
+            if not lagging.core.running and len(lagging.core.gate):
+                raise RuntimeError(
+                    f"replica {lagging.index}: {len(lagging.core.gate)} requests wait with "
+                    f"an idle engine and limit {lagging.controller.limit}: the policy stalled"
+                )
+        if time.monotonic() - wall0 > max_wall_s:
+            raise RuntimeError(f"fleet run exceeded {max_wall_s:.0f} s wall")
+    row = {
+        "replicas": cfg.replicas,
+        "router": cfg.router,
+        "policy": cfg.policy.name,
+        "profile": cfg.profile,
+        "workload": workload.name,
+    }
+    row.update(summarize(records, None, cfg.slo))
+    row["routed_per_replica"] = routed
+    row["paused"] = sum(r.core.counters.paused_total for r in replicas)
+    row["kv_blocks_used_at_end"] = sum(r.engine.blocks.used_blocks for r in replicas)
+    row["sim_wall_s"] = round(time.monotonic() - wall0, 3)
+    return row

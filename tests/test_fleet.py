@@ -1,0 +1,167 @@
+"""dynabatch fleet: N replicas (each the server's own ServingCore + controller +
+simulated executor) behind a router on one virtual clock."""
+
+from __future__ import annotations
+
+import pytest
+from dynabatch.bench.metrics import Slo
+from dynabatch.bench.runner import run_policy
+from dynabatch.cli import main as cli_main
+from dynabatch.fleet.replica import ReplicaMetrics
+from dynabatch.fleet.routers import GatewayRouter, make_router, min_max_scores
+from dynabatch.fleet.sim import DEFAULT_POLICY, FleetConfig, SloBroken, run_fleet
+from dynabatch.fleet.summary import summarize_capacity
+from dynabatch.fleet.workloads import fleet_workload, length_mix
+
+PROFILE = "llama-2-13b-a100-40gb"
+SLO = Slo(2.0, 0.1)
+
+
+def scrape(waiting=0, kv=0.0, limit=8, running=0, queued=0, at=0.0) -> ReplicaMetrics:
+    return ReplicaMetrics(
+        scraped_at=at,
+        waiting=waiting,
+        scheduled=running,
+        kv_fraction=kv,
+        batch_limit=limit,
+        running=running,
+        queued=queued,
+    )
+
+
+def test_queue_scores_are_min_max_normalised():
+    assert min_max_scores([0, 5, 10]) == [1.0, 0.5, 0.0]
+    assert min_max_scores([3, 3]) == [1.0, 1.0]
+
+
+def test_gateway_prefers_short_queue_then_free_kv():
+    router = GatewayRouter()
+    scrapes = [scrape(waiting=4, kv=0.1), scrape(waiting=0, kv=0.9), scrape(waiting=0, kv=0.2)]
+    assert router.pick([None] * 3, scrapes, now=0.01) == 2
+    # a lone long queue outweighs a KV difference
+    assert router.scores(scrapes, 0.01)[0] < router.scores(scrapes, 0.01)[1]
+
+
+def test_stale_scrape_scores_as_saturated():
+    router = GatewayRouter(staleness_s=0.2)
+    scrapes = [scrape(kv=0.0, at=0.0), scrape(kv=0.8, at=0.95)]
+    assert router.scores(scrapes, now=1.0)[0] == 0.0
+    assert router.pick([None] * 2, scrapes, now=1.0) == 1
+
+
+def test_headroom_scorer_rewards_a_replica_that_admits_at_once():
+    plain, headroom = GatewayRouter(), GatewayRouter(headroom=True)
+    # same queue and KV; replica 0 is at its limit, replica 1 has free slots
+    scrapes = [scrape(kv=0.5, limit=4, running=4), scrape(kv=0.5, limit=8, running=3)]
+    assert plain.scores(scrapes, 0.0)[0] == plain.scores(scrapes, 0.0)[1]
+    assert headroom.pick([None] * 2, scrapes, 0.0) == 1
+
+
+def test_unknown_router_is_named():
+    with pytest.raises(ValueError, match="'nearest'"):
+        make_router("nearest")
+
+
+def test_one_replica_fleet_is_the_single_server_benchmark():
+    """Same workload through a 1-replica fleet and through `run_policy`: identical
+    per-request results, so the fleet adds routing and nothing else."""
+    wl = fleet_workload(length_mix("conv"), 80, 0.9, seed=3)
+    fleet = run_fleet(wl, FleetConfig(1, "round-robin", PROFILE, SLO))
+    single = run_policy(wl, PROFILE, DEFAULT_POLICY, slo=SLO).row
+    for key in ("completed", "ttft_p50_s", "ttft_p99_s", "tpot_p50_s", "tpot_p99_s"):
+        assert fleet[key] == pytest.approx(single[key], rel=1e-12), key
+
+
+@pytest.mark.parametrize("router", ["round-robin", "least-requests", "gateway", "gateway-headroom"])
+def test_every_request_finishes_once_and_kv_returns_to_zero(router):
+    wl = fleet_workload(length_mix("bimodal"), 120, 2.0, seed=1)
+    row = run_fleet(wl, FleetConfig(3, router, PROFILE, SLO))
+    assert row["completed"] == 120 and row["rejected"] == 0
+    assert sum(row["routed_per_replica"]) == 120
+    assert row["kv_blocks_used_at_end"] == 0
+    if router == "round-robin":
+        assert row["routed_per_replica"] == [40, 40, 40]
+
+
+def test_gateway_beats_round_robin_on_a_bimodal_mix():
+    """Long and short requests: round-robin stacks long ones on one replica now and
+    then, the endpoint picker's scorers see the queue and KV and steer around it."""
+    wl = fleet_workload(length_mix("bimodal"), 240, 2.2, seed=0)
+    rr = run_fleet(wl, FleetConfig(3, "round-robin", PROFILE, SLO))
+    gw = run_fleet(wl, FleetConfig(3, "gateway", PROFILE, SLO))
+    assert gw["ttft_p99_s"] < rr["ttft_p99_s"]
+
+
+def test_capacity_probe_stops_once_the_p99_is_lost():
+    overloaded = fleet_workload(length_mix("conv"), 200, 20.0, seed=0)
+    with pytest.raises(SloBroken):
+        run_fleet(overloaded, FleetConfig(2, "round-robin", PROFILE, SLO), stop_on_slo_miss=True)
+    light = fleet_workload(length_mix("conv"), 60, 0.5, seed=0)
+    row = run_fleet(light, FleetConfig(2, "round-robin", PROFILE, SLO), stop_on_slo_miss=True)
+    assert row["completed"] == 60
+
+
+def test_summary_pairs_seeds():
+    rows = [
+        {"workload": "w", "router": r, "replicas": n, "seed": s, "capacity_rps": c}
+        for (r, n, s, c) in [
+            ("round-robin", 1, 0, 1.0),
+            ("round-robin", 1, 1, 2.0),
+            ("round-robin", 2, 0, 2.0),
+            ("round-robin", 2, 1, 4.0),
+            ("gateway", 1, 0, 1.0),
+            ("gateway", 1, 1, 2.0),
+            ("gateway", 2, 0, 3.0),
+            ("gateway", 2, 1, 4.0),
+        ]
+    ]
+    s = {(r["router"], r["replicas"]): r for r in summarize_capacity(rows)}
+    assert s["gateway", 2]["vs_round-robin"] == {"median": 1.25, "min": 1.0, "max": 1.5, "seeds": 2}
+    assert s["round-robin", 2]["vs_one_replica"]["median"] == 2.0
+
+
+def test_fleet_command_runs_once_at_a_rate(capsys, tmp_path):
+    out = tmp_path / "fleet.json"
+    rc = cli_main(
+        [
+            "fleet",
+            "--workload=conv",
+            "--replicas=2",
+            "--router=gateway",
+            "--rate=1.0",
+            "--requests-per-replica=20",
+            f"--json={out}",
+        ]
+    )
+    assert rc == 0 and out.exists()
+    assert "conv gateway N=2" in capsys.readouterr().out
+
+
+def test_fleet_command_rejects_an_unknown_router(capsys):
+    assert cli_main(["fleet", "--router=nearest", "--rate=1"]) == 2
+    assert "nearest" in capsys.readouterr().err
+
+
+def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
+    from dynabatch.bench.report import write_json
+
+    rows = [
+        {"workload": "conv", "router": r, "replicas": n, "seed": s, "capacity_rps": c}
+        for r in ("round-robin", "gateway")
+        for n, c in ((1, 1.0), (2, 2.5))
+        for s in (0, 1)
+    ] + [
+        {"workload": "bimodal", "router": "gateway", "replicas": 4, "seed": 0, "capacity_rps": 3.0}
+    ]
+    write_json(rows, tmp_path / "rows.json")
+    png = tmp_path / "fig.png"
+    assert cli_main(["fleet", f"--from-json={tmp_path / 'rows.json'}", f"--plot={png}"]) == 0
+    assert png.stat().st_size > 0
+    assert "2.50" in capsys.readouterr().out
+
+
+def test_fleet_command_names_a_bad_rows_file(tmp_path, capsys):
+    bad = tmp_path / "rows.json"
+    bad.write_text("not json")
+    assert cli_main(["fleet", f"--from-json={bad}"]) == 2
+    assert str(bad) in capsys.readouterr().err
