@@ -221,8 +221,30 @@ def check_trtllm_inputs(tensors: Mapping[str, np.ndarray]) -> None:
             )
 
 
+# Every request parameter the model reads (docs/RELIABILITY.md, "Request parameters"),
+# in one place: a name not listed is refused with an error naming it. Over HTTP
+# /generate an unknown JSON key arrives as a request parameter, so without this a typo
+# (`request_output_length`, `priorty`) would be accepted and silently change nothing.
+REQUEST_PARAMETERS = frozenset(
+    {
+        "priority",  # generate endpoints
+        "request_priority",  # gRPC (tritonclient keeps `priority` for Triton's own field)
+        "tenant",  # the tenant a request is admitted and accounted under
+        "user",  # the OpenAI API's end-user id (dynabatch.openai_api passes it on)
+        "true_output_len",  # simulated engine: the output length a trace recorded
+        "inject_fault",  # test-only fault injection (enable_fault_injection)
+        "fault_after_iterations",
+        "fault_stall_s",
+        # TensorRT-LLM's inflight_batcher_llm_client.py sends {"Streaming": flag} with
+        # its stop/cancel requests; accepted and ignored (the `streaming` input decides)
+        "Streaming",
+    }
+)
+
+
 def request_parameters(raw: str | None) -> dict[str, Any]:
-    """Per-request parameters (request.parameters() is a JSON object string)."""
+    """Per-request parameters (request.parameters() is a JSON object string); a name
+    outside REQUEST_PARAMETERS is refused."""
     if not raw:
         return {}
     try:
@@ -231,6 +253,15 @@ def request_parameters(raw: str | None) -> dict[str, Any]:
         raise RequestError(f"request parameters are not valid JSON: {raw[:80]!r}") from None
     if not isinstance(params, dict):
         raise RequestError("request parameters must be a JSON object")
+    unknown = sorted(k for k in params if k not in REQUEST_PARAMETERS)
+    if unknown:
+        raise RequestError(
+            f"unknown request parameter{'s' if len(unknown) > 1 else ''} "
+            + ", ".join(repr(k) for k in unknown)
+            + "; known: "
+            + ", ".join(sorted(REQUEST_PARAMETERS))
+            + " (over HTTP /generate every JSON key that is not an input is a parameter)"
+        )
     return params
 
 

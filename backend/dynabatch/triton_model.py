@@ -23,6 +23,7 @@ from typing import Any
 import triton_python_backend_utils as pb_utils
 
 from .config import ModelConfig, load_config, triton_parameters
+from .lifeline import GuardedSender, Lifeline, guard_pb_utils, server_alive
 from .metrics import TritonMetrics
 from .request_mapping import (
     INPUT_NAMES,
@@ -71,6 +72,8 @@ class _TritonLogHandler(logging.Handler):
     """Route the package's logging into Triton's log (pb_utils.Logger)."""
 
     def emit(self, record: logging.LogRecord) -> None:
+        if not server_alive():  # a log line waits on the server: not on a dead one
+            return
         try:
             msg = self.format(record)
             if record.levelno >= logging.ERROR:
@@ -164,11 +167,14 @@ class TritonPythonModel:
         )
         self.config: ModelConfig = load_config(triton_parameters(model_config))
         cfg = self.config
+        self.lifeline = Lifeline().start()  # the stub never outlives its server
         # engine, controller and core come from the runtime factory (recovery uses it too);
         # the model keeps only the core, so nothing here outlives an engine rebuild
         self.core = build_runtime(cfg).core
         try:
-            self.metrics = TritonMetrics(pb_utils, self.model_name, args.get("model_version", "1"))
+            self.metrics = TritonMetrics(
+                guard_pb_utils(pb_utils), self.model_name, args.get("model_version", "1")
+            )
             self.limits = Limits(
                 max_new_tokens_limit=cfg.max_new_tokens_limit,
                 max_prompt_len=cfg.max_prompt_len,
@@ -194,6 +200,7 @@ class TritonPythonModel:
             self.loop.start()
         except BaseException:
             self.core.engine.shutdown()
+            self.lifeline.close()
             raise
         log.info(
             "model %s ready: engine=%s policy=%s max_batch_size=%d kv=%s tokens",
@@ -207,7 +214,7 @@ class TritonPythonModel:
     # ---- requests -------------------------------------------------------------------
     def execute(self, requests: list) -> None:
         for request in requests:
-            sender = request.get_response_sender()
+            sender = GuardedSender(request.get_response_sender())
             try:
                 self._handle(request, sender)
             except RequestError as exc:
@@ -458,6 +465,9 @@ class TritonPythonModel:
         loop = getattr(self, "loop", None)
         if loop is not None:
             loop.close("the model is being unloaded (server shutting down): request aborted")
-        engine = getattr(self, "engine", None)
-        if engine is not None:
-            _shutdown_bounded(engine, 10.0)
+        core = getattr(self, "core", None)  # the model keeps only the core (runtime factory)
+        if core is not None:
+            _shutdown_bounded(core.engine, 10.0)
+        lifeline = getattr(self, "lifeline", None)
+        if lifeline is not None:
+            lifeline.close()

@@ -290,6 +290,12 @@ GRPC_CASES = [
         {"inject_fault": "raise"},
         r"fault injection is disabled",
     ),
+    (
+        "unknown request parameter",
+        gen_tensors(P, 4),
+        {"request_priorty": 1},
+        r"unknown request parameter 'request_priorty'",
+    ),
     # stop without a target
     (
         "stop for an unknown id",
@@ -323,6 +329,12 @@ HTTP_CASES = [
         "generate with an empty prompt",
         b'{"input_ids": [], "request_output_len": 4}',
         r"input_ids",
+        (400,),
+    ),
+    (
+        "generate with a misspelt key",
+        b'{"input_ids": [1], "request_output_len": 4, "runtime_top_pp": 0.5}',
+        r"unknown request parameter 'runtime_top_pp'",
         (400,),
     ),
     (

@@ -8,7 +8,7 @@ import signal
 import time
 from pathlib import Path
 
-from triton_server import TritonServer, kill_children
+from triton_server import TritonServer
 
 
 def stub_pids(server_pid: int) -> list[int]:
@@ -38,9 +38,9 @@ def stop_with(server: TritonServer, sig: int, bound_s: float) -> float:
         if server.proc.poll() is not None:
             return time.monotonic() - t0
         time.sleep(0.05)
-    kill_children(server.proc.pid)
     server.proc.kill()
     server.proc.wait(10)
+    server.end_leftovers()  # its stubs and their regions (see dynabatch.live.leftovers)
     return float("inf")
 
 

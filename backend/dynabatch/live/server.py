@@ -24,8 +24,8 @@ def triton_home() -> Path:
 
 
 def kill_children(pid: int) -> None:
-    """SIGKILL the direct children of `pid` (Python-backend stubs do not always notice
-    a killed tritonserver)."""
+    """SIGKILL the direct children of `pid`. Prefer killing the server and then
+    `TritonServer.end_leftovers()`: a stub killed this way leaves its /dev/shm region."""
     out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)], capture_output=True, text=True)
     for child in out.stdout.split():
         try:
@@ -129,17 +129,37 @@ class TritonServer:
         return "\n--- server log tail ---\n" + tail if tail else ""
 
     def stop(self) -> None:
-        if self.proc is None or self.proc.poll() is not None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is not None:
+            self.end_leftovers()
             return
         self.proc.terminate()
         try:
             self.proc.wait(timeout=self.exit_timeout_s + 15)
         except subprocess.TimeoutExpired:
-            # tritonserver 2.51 can hang after its exit timeout while a stream is open;
-            # end its stubs first, they do not always notice a killed parent
-            kill_children(self.proc.pid)
+            # tritonserver 2.51 can hang after its exit timeout while a stream is open.
+            # Kill the server only: its stubs then exit by themselves (lifeline), and
+            # end_leftovers ends any that do not, with their /dev/shm regions (a stub
+            # killed first would leave its region behind).
             self.proc.kill()
             self.proc.wait(timeout=10)
+        self.end_leftovers()
+
+    def end_leftovers(self, wait_s: float = 5.0) -> list:
+        """After the server exited (stopped or killed): end the stubs it left behind and
+        their shared-memory regions (dynabatch.live.leftovers); returns those ended."""
+        from .leftovers import end_leftovers
+
+        if self.proc is None or self.proc.poll() is None:
+            return []
+        left = end_leftovers(self.proc.pid, wait_s)
+        for stub in left:
+            print(
+                f"tritonserver {self.proc.pid} left stub {stub.pid} ({stub.model_path}); ended it",
+                file=sys.stderr,
+            )
+        return left
 
     def __enter__(self) -> TritonServer:
         return self.start()

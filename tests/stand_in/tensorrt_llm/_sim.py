@@ -14,7 +14,9 @@ results compare with `engine=simulated`. What this layer adds is TensorRT-LLM's 
 - a queued request's cancel takes effect when the loop fetches it (next iteration);
 - `fail_next_iteration(msg)` (test hook, not TensorRT-LLM): the next forward pass fails,
   which fails the *active* requests (scheduled or paused) with `msg`; requests still
-  queued survive and run afterwards, as after a failed forward pass in TensorRT-LLM.
+  queued survive and run afterwards, as after a failed forward pass in TensorRT-LLM;
+- `stall(True)` (test hook): the loop runs no iteration (a hung forward pass: no tokens,
+  responses or stats) until `stall(False)` or shutdown.
 
 Tokens are deterministic and independent of the scheduler: token i of a request is
 (sum(prompt) + 7 * i) % 997 + 3, and `end_id` stops a request at its first occurrence.
@@ -162,6 +164,7 @@ class SimEngine:
         self.reqs: dict[int, _Req] = {}
         self._failing: dict[int, str] = {}  # request id -> error of a failed forward pass
         self._fail_msg: Optional[str] = None
+        self._stalled = False
         self._next_id = 1
         self._iter = 0
         # Benchmark hooks (not TensorRT-LLM): a trace's hidden output lengths, consumed
@@ -246,6 +249,11 @@ class SimEngine:
             self._fail_msg = message
             self._lock.notify()
 
+    def stall(self, stalled: bool = True) -> None:
+        with self._lock:
+            self._stalled = stalled
+            self._lock.notify()
+
     def take_stats(self) -> list[dict]:
         with self._lock:
             out = list(self.stats)
@@ -283,7 +291,7 @@ class SimEngine:
     def _loop(self) -> None:
         while True:
             with self._lock:
-                while not self._stop and not self.has_work:
+                while not self._stop and (self._stalled or not self.has_work):
                     self._lock.wait(0.05)
                 if self._stop:
                     return
