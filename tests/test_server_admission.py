@@ -106,7 +106,7 @@ def test_bad_tenant_parameter_is_refused_naming_it(triton):
     triton.load("tensorrt_llm", **ONE_AT_A_TIME)
     s = Stream(triton.grpc_url)
     try:
-        s.send("bad", [1, 2, 3], 4, parameters={"tenant": "has space"})
+        s.send("bad", [1, 2, 3], 4, parameters={"tenant": "x" * 65})
         s.send("ok", [1, 2, 3], 4, parameters={"tenant": "fine"})
         s.wait(lambda: s.errors and "ok" in s.finished, timeout=30)
     finally:

@@ -391,7 +391,8 @@ MAX_TENANT_LEN = 64
 def tenant_param(params: Mapping[str, Any]) -> str:
     """The request parameter `tenant` (who sent the request; "" = the default tenant), or
     else `user` (what the OpenAI frontend forwards from the API's `user` field):
-    1-64 printable characters, no spaces."""
+    1-64 printable characters, not blank (an OpenAI `user` such as "John Doe" is a fine
+    tenant; Prometheus label values may hold spaces)."""
     name = "tenant" if "tenant" in params else "user"
     if name not in params:
         return ""
@@ -400,12 +401,11 @@ def tenant_param(params: Mapping[str, Any]) -> str:
         not isinstance(v, str)
         or not 1 <= len(v) <= MAX_TENANT_LEN
         or not v.isprintable()
-        or any(c.isspace() for c in v)
+        or not v.strip()
     ):
         raise RequestError(
             f"request parameter '{name}' (the tenant) must be 1-{MAX_TENANT_LEN} printable "
-            "characters "
-            f"without spaces, got {v!r:.80}"
+            f"characters, not blank, got {v!r:.80}"
         )
     return v
 
