@@ -20,10 +20,6 @@ ROOT = Path(__file__).resolve().parents[1]
 CHART = ROOT / "deploy" / "dynabatch"
 DASHBOARD = CHART / "files" / "dashboard.json"
 OWN_PREFIXES = ("nv_trt_llm_", "dynabatch_")
-# TensorRT-LLM's KV `fraction` series (what the endpoint picker reads) comes with the
-# nv_trt_llm_* families work of another change; until this model exports it, the
-# test reports it instead of failing on it. Every other series must exist.
-NOT_YET_EXPORTED = {("nv_trt_llm_kv_cache_block_metrics", "kv_cache_block_type", "fraction")}
 
 FAST = dict(
     sim_profile="llama-2-13b-a100-40gb",
@@ -110,16 +106,16 @@ def test_every_dashboard_and_scaler_series_is_on_live_metrics(served):
     live = exported(served.metrics())
     wanted = [s for e in dashboard_exprs() + scaler_exprs() for s in selectors(e)]
     assert len(wanted) >= 20
-    missing, pending = [], []
-    for name, labels in wanted:
-        ok = any(labels.items() <= sample.items() for sample in live.get(name, []))
-        if ok:
-            continue
-        key = (name, *next(iter((k, v) for k, v in labels.items() if k != "model")))
-        (pending if key in NOT_YET_EXPORTED else missing).append((name, labels))
+    missing = [
+        (name, labels)
+        for name, labels in wanted
+        if not any(labels.items() <= sample.items() for sample in live.get(name, []))
+    ]
     assert not missing, f"queried but not exported: {missing}"
-    if pending:
-        print(f"not exported yet (reported, not failed): {pending}")
+    # the endpoint picker's KV usage series is among what the dashboard reads
+    assert ("nv_trt_llm_kv_cache_block_metrics", {"kv_cache_block_type": "fraction"}) in [
+        (n, {k: v for k, v in lab.items() if k != "model"}) for n, lab in wanted
+    ]
 
 
 def test_liveness_probe_fails_once_the_model_is_gone(served):
