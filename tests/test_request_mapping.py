@@ -116,6 +116,9 @@ def test_priority_from_either_parameter_name():
 def test_no_vocab_or_prompt_limit_when_zero():
     req = build(limits=Limits(max_new_tokens_limit=8), input_ids=i32(*range(500), 99999))
     assert req.prompt_len == 501
+    # without a vocabulary a negative id is still no token of any model
+    with pytest.raises(RequestError, match=r"input_ids holds token id -7: token ids are >= 0"):
+        build(limits=Limits(max_new_tokens_limit=8), input_ids=i32(1, -7, 3))
 
 
 def test_stop_and_parameters():

@@ -55,7 +55,9 @@ def test_http_and_grpc_refuse_unknown_parameters_and_serve_known_ones(triton):
     ok = {"input_ids": [1, 2, 3], "request_output_len": 3}
     for extra in ({}, {"priority": 2}, {"tenant": "team-a"}, {"priority": 1, "tenant": "b"}):
         status, body = _generate(triton, {**ok, **extra})
-        assert status == 200 and len(body["output_ids"]) == 3, (extra, body)
+        # TensorRT-LLM's default: the output echoes the 3-token prompt, then 3 new tokens
+        assert status == 200 and len(body["output_ids"]) == 3 + 3, (extra, body)
+        assert body["output_ids"][:3] == [1, 2, 3]
     status, body = _generate(triton, {**ok, "request_output_lenght": 9})
     assert status == 400
     assert "unknown request parameter 'request_output_lenght'" in body["error"]

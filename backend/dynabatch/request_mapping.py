@@ -312,13 +312,15 @@ def to_generation_request(
         raise RequestError(
             f"prompt of {len(ids)} tokens exceeds max_prompt_len ({limits.max_prompt_len})"
         )
+    lo, hi = int(ids.min()), int(ids.max())
     if limits.vocab_size:
-        lo, hi = int(ids.min()), int(ids.max())
         if lo < 0 or hi >= limits.vocab_size:
             bad = lo if lo < 0 else hi
             raise RequestError(
                 f"input_ids holds token id {bad}, outside the vocabulary [0, {limits.vocab_size})"
             )
+    elif lo < 0:  # no vocabulary known: only the lower bound holds for every model
+        raise RequestError(f"input_ids holds token id {lo}: token ids are >= 0")
     max_new = _int(
         tensors,
         "request_output_len",
