@@ -22,7 +22,15 @@ from ..gate import AdmissionGate
 from ..params import ConfigError
 from ..types import IterationStats, RequestState, TokenEvent
 from .metrics import RequestRecord, Slo, summarize
-from .runner import PolicySpec, RunResult, Timeline, _Sink, make_engine, make_policy_controller
+from .runner import (
+    PolicySpec,
+    RunResult,
+    Timeline,
+    _Sink,
+    make_engine,
+    make_policy_controller,
+    policy_params,
+)
 from .workload import Workload
 
 # engine keyword -> config.pbtxt parameter (SIMULATED_PARAMS) it is checked against
@@ -121,11 +129,7 @@ def run_closed_loop(
     engine = make_engine(
         profile, capacity_policy=spec.capacity_policy, max_batch_size=mbs, engine_kw=engine_kw or {}
     )
-    params: dict[str, Any] = {
-        "tpot_sla_ms": slo.tpot_s * 1000.0,
-        **(controller_params or {}),
-        **dict(spec.params),
-    }
+    params = policy_params(spec, slo, controller_params)
     loop = _ClosedLoop(workload, concurrency)
     controller = make_policy_controller(
         spec, params, max_batch_size=mbs, engine=engine, admission_order=loop.templates

@@ -168,6 +168,19 @@ def drive_virtual(
             )
 
 
+def policy_params(
+    spec: PolicySpec, slo: Slo, controller_params: dict | None = None
+) -> dict[str, Any]:
+    """The controller parameters of a benchmark run (open or closed loop): the run's SLO,
+    as a deployment would configure it, then the caller's, then the policy's own."""
+    return {
+        "tpot_sla_ms": slo.tpot_s * 1000.0,
+        "ttft_sla_s": slo.ttft_s,
+        **(controller_params or {}),
+        **dict(spec.params),
+    }
+
+
 def run_policy(
     workload: Workload,
     profile: str,
@@ -194,12 +207,7 @@ def run_policy(
         engine_kw=dict(engine_kw or {}),
     )
     requests = workload.requests()
-    params: dict[str, Any] = {
-        "tpot_sla_ms": slo.tpot_s * 1000.0,
-        "ttft_sla_s": slo.ttft_s,  # the run's SLO, as a deployment would configure it
-        **(controller_params or {}),
-        **dict(spec.params),
-    }
+    params = policy_params(spec, slo, controller_params)
     # The core's own admission check decides what the gate will ever admit (the
     # oracle needs that order; it must not re-implement the rule).
     probe = ServingCore(engine, _NullController(), AdmissionGate())
