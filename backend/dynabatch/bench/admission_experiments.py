@@ -4,13 +4,19 @@
     python -m dynabatch.bench.admission_experiments sjf --seeds 0-4
 
 Both draw 1000 Poisson arrivals with the Azure conversation trace's (prompt, output)
-mix (`resample`, seed N) at a fraction of the capacity of `adaptive` on that very
-workload: the highest rate with P99 TTFT and TPOT within the SLO, from
+mix (`resample`, seed N) at a fraction of a capacity of `adaptive` on that very
+workload. Two definitions (`--capacity-def`):
 
-    dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N
+- `slo` (default): the highest rate with P99 TTFT and TPOT within the SLO, from
+  `dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N`
+  (CAPACITY_BY_SEED below; a seed's arrival gaps only scale with the rate, so the
+  workload at 0.9 x capacity is the capacity probe's workload slowed down).
+- `throughput`: the utilisation meaning of "X % of capacity" in queueing theory: the
+  highest request rate the server sustains, i.e. its completion rate while saturated,
+  measured per seed by `throughput_capacity` (the same requests arriving at
+  OVERLOAD_RPS, far faster than they are served).
 
-(CAPACITY_BY_SEED below; a seed's arrival gaps only scale with the rate, so the
-workload at 0.9 x capacity is the capacity probe's workload slowed down). They run the
+They run the
 same ServingCore, gate and controller as the server (bench/runner.run_policy). Each
 seed is one paired workload: every order serves exactly the same requests.
 
@@ -18,6 +24,7 @@ seed is one paired workload: every order serves exactly the same requests.
   capacity. Light's P99 TTFT under fcfs and fair vs light's requests served alone
   (same arrivals, the heavy tenant removed); total throughput fair vs fcfs.
 - sjf: one tenant at 80 % of capacity; mean / median / longest TTFT, sjf vs fcfs.
+- capacity: both capacities per seed (`--capacity-def throughput` measures the first).
 """
 
 from __future__ import annotations
@@ -25,6 +32,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from collections.abc import Sequence
 from dataclasses import replace
 from statistics import median
 
@@ -32,10 +40,15 @@ import numpy as np
 
 from ..queue_order import QueueOrderConfig
 from .capacity import default_slo
-from .runner import MAXU, PolicySpec, run_policy
+from .metrics import RequestRecord
+from .runner import MAXU, PolicySpec, RunResult, run_policy
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
+CAPACITY_DEFS = ("slo", "throughput")
+# Arrival rate of the saturation run: far above what either profile serves (13B: ~1.4
+# req/s, 7B: ~5.3 req/s), so the gate never empties while the rate is measured.
+OVERLOAD_RPS = 50.0
 # `dynabatch capacity --trace conv --policies adaptive --requests 1000 --seed N
 #  --profile P`, req/s
 CAPACITY_BY_SEED = {
@@ -70,16 +83,40 @@ def only_tenant(wl: Workload, tenant: str) -> Workload:
     )
 
 
-def _run(wl: Workload, args, queue_policy: str) -> dict:
+def _run_full(wl: Workload, args, queue_policy: str) -> RunResult:
     spec = PolicySpec(args.policy, args.policy, MAXU)
     order = QueueOrderConfig(policy=queue_policy, aging_s=args.aging_s)
     slo = default_slo(args.profile)
-    return run_policy(wl, args.profile, spec, slo=slo, queue_order=order).row
+    return run_policy(wl, args.profile, spec, slo=slo, queue_order=order)
+
+
+def _run(wl: Workload, args, queue_policy: str) -> dict:
+    return _run_full(wl, args, queue_policy).row
+
+
+def saturated_rate(records: Sequence[RequestRecord]) -> float:
+    """Completions per second between the 10th and the 90th percentile completion: the
+    service rate while saturated, without the start (the batch filling) and the drain
+    (the last requests running in a shrinking batch)."""
+    finish = sorted(r.finish for r in records if r.completed and r.finish is not None)
+    if len(finish) < 10:
+        raise ValueError(f"{len(finish)} completed requests: too few to measure a rate")
+    lo, hi = len(finish) // 10, (9 * len(finish)) // 10
+    return (hi - lo) / (finish[hi] - finish[lo])
+
+
+def throughput_capacity(args, seed: int) -> float:
+    """The highest request rate the server sustains on seed `seed`'s requests: its
+    completion rate when they arrive at OVERLOAD_RPS, under `args.policy` and fcfs."""
+    wl = resample(load_trace("conv"), args.requests, OVERLOAD_RPS, seed=seed)
+    return saturated_rate(_run_full(wl, args, "fcfs").records)
 
 
 def capacity(args, seed: int) -> float:
     if args.capacity:
         return args.capacity
+    if args.capacity_def == "throughput":
+        return throughput_capacity(args, seed)
     measured = CAPACITY_BY_SEED.get(args.profile, {})
     if seed not in measured:
         raise SystemExit(f"no measured capacity for {args.profile} seed {seed}: give --capacity")
@@ -103,8 +140,12 @@ def fairness(args) -> dict:
         per_seed.append(
             {
                 "seed": seed,
+                "capacity_rps": rate / args.load,
                 "rate_rps": rate,
                 "light_requests": alone["requests"],
+                "gate_waited_frac_fcfs": fcfs["gate_waited_frac"],
+                "gate_wait_mean_fcfs_s": fcfs["gate_wait_mean_s"],
+                "engine_queue_wait_mean_fcfs_s": fcfs["engine_queue_wait_mean_s"],
                 "light_ttft_p99_alone_s": light_alone,
                 "light_ttft_p99_fcfs_s": fcfs["tenants"]["light"]["ttft_p99_s"],
                 "light_ttft_p99_fair_s": fair["tenants"]["light"]["ttft_p99_s"],
@@ -116,10 +157,11 @@ def fairness(args) -> dict:
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
-    keys = [k for k in per_seed[0] if k not in ("seed", "light_requests", "rate_rps")]
+    keys = [k for k in per_seed[0] if k not in ("seed", "light_requests")]
     return {
         "experiment": "fairness",
         "load": args.load,
+        "capacity_def": args.capacity_def,
         "per_seed": per_seed,
         "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
     }
@@ -136,9 +178,11 @@ def sjf(args) -> dict:
         per_seed.append(
             {
                 "seed": seed,
+                "capacity_rps": rate / args.load,
                 "rate_rps": rate,
                 "gate_waited_frac_fcfs": f["gate_waited_frac"],
                 "gate_wait_mean_fcfs_s": f["gate_wait_mean_s"],
+                "engine_queue_wait_mean_fcfs_s": f["engine_queue_wait_mean_s"],
                 "ttft_mean_fcfs_s": f["ttft_mean_s"],
                 "ttft_mean_sjf_s": s["ttft_mean_s"],
                 "ttft_p50_fcfs_s": f["ttft_p50_s"],
@@ -153,11 +197,32 @@ def sjf(args) -> dict:
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
-    keys = [k for k in per_seed[0] if k not in ("seed", "rate_rps")]
+    keys = [k for k in per_seed[0] if k != "seed"]
     return {
         "experiment": "sjf",
         "load": args.load,
+        "capacity_def": args.capacity_def,
         "aging_s": args.aging_s,
+        "per_seed": per_seed,
+        "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
+    }
+
+
+def capacities(args) -> dict:
+    """Both capacities per seed: the throughput one measured, the SLO one as tabled."""
+    per_seed = []
+    for seed in args.seed_list:
+        row = {"seed": seed, "throughput_rps": throughput_capacity(args, seed)}
+        slo = CAPACITY_BY_SEED.get(args.profile, {}).get(seed)
+        if slo is not None:
+            row["slo_rps"] = slo
+            row["slo_over_throughput"] = slo / row["throughput_rps"]
+        per_seed.append(row)
+        print(json.dumps(row), file=sys.stderr)
+    keys = [k for k in per_seed[0] if k != "seed"]
+    return {
+        "experiment": "capacity",
+        "overload_rps": OVERLOAD_RPS,
         "per_seed": per_seed,
         "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
     }
@@ -165,7 +230,7 @@ def sjf(args) -> dict:
 
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawTextHelpFormatter)
-    p.add_argument("experiment", choices=("fairness", "sjf"))
+    p.add_argument("experiment", choices=("fairness", "sjf", "capacity"))
     p.add_argument("--seeds", default="0-4", help="paired seeds, e.g. 0-4 or 1,3,5")
     p.add_argument(
         "--requests", type=int, default=0, help="arrivals per run (default per experiment)"
@@ -176,18 +241,26 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument(
         "--capacity", type=float, default=0.0, help="capacity req/s (default: per seed, measured)"
     )
+    p.add_argument(
+        "--capacity-def",
+        choices=CAPACITY_DEFS,
+        default="slo",
+        help="what --load is a fraction of: slo (highest rate within the TTFT/TPOT SLO) "
+        "or throughput (the completion rate while saturated, i.e. utilisation)",
+    )
     p.add_argument("--policy", default="adaptive", help="controller (batch_policy)")
     p.add_argument("--profile", default=PROFILE, help=f"simulator profile (default {PROFILE})")
     p.add_argument("--aging-s", type=float, default=10.0, help="queue aging bound, seconds")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
     args = p.parse_args(argv)
     args.seed_list = _seeds(args.seeds)
-    if args.experiment == "fairness":
-        args.requests = args.requests or 1000
+    args.requests = args.requests or 1000
+    if args.experiment == "capacity":
+        result = capacities(args)
+    elif args.experiment == "fairness":
         args.load = args.load or 0.9
         result = fairness(args)
     else:
-        args.requests = args.requests or 1000
         args.load = args.load or 0.8
         result = sjf(args)
     result["argv"] = sys.argv[1:] if argv is None else argv

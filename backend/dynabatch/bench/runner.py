@@ -226,10 +226,11 @@ def run_policy(
     ]
     timeline = Timeline()
     busy_s = batch_area = kv_area = 0.0
+    engine_queue_area = 0.0  # time-integral of requests admitted but not yet started
     last_stats: IterationStats | None = None
 
     def observe() -> None:
-        nonlocal last_stats, busy_s, batch_area, kv_area
+        nonlocal last_stats, busy_s, batch_area, kv_area, engine_queue_area
         stats = core.last_stats
         if stats is not None and stats is not last_stats:
             last_stats = stats
@@ -237,6 +238,7 @@ def run_policy(
             busy_s += dt
             batch_area += dt * stats.num_active_requests
             kv_area += dt * stats.kv_occupancy
+            engine_queue_area += dt * stats.num_queued_requests
             timeline.add(
                 stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
             )
@@ -271,6 +273,9 @@ def run_policy(
     # how much of TTFT the admission order can act on: time spent waiting in the gate
     row["gate_waited_frac"] = gate.admitted_after_wait / gate.admitted if gate.admitted else 0.0
     row["gate_wait_mean_s"] = gate.admission_wait_sum_s / gate.admitted if gate.admitted else 0.0
+    # ... and the time spent admitted but waiting inside the engine's own (FCFS) queue,
+    # which no gate order reaches (Little's law: mean wait = queue-length area / arrivals)
+    row["engine_queue_wait_mean_s"] = engine_queue_area / gate.admitted if gate.admitted else 0.0
     if any(r.tenant for r in records):
         row["tenants"] = per_tenant(records, row["duration_s"], slo)
     row.update(
