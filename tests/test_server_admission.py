@@ -1,9 +1,11 @@
 """Admission order and tenants through a real tritonserver: request priority changes
-the order in which the engine serves queued requests, and a tenant over its own queue
-limit gets its own clear error while the other tenants are served."""
+the order in which the engine serves queued requests (sent to `tensorrt_llm` directly,
+or as text through the `ensemble` and the `tensorrt_llm_bls`), and a tenant over its
+own queue limit gets its own clear error while the other tenants are served."""
 
 import numpy as np
 import pytest
+from text_client import PROMPT, TextStream, text_inputs
 from triton_server import Stream, wait_for
 
 pytestmark = pytest.mark.server
@@ -53,6 +55,37 @@ def test_request_priority_changes_the_order_at_the_engine(triton):
     assert first_token_order(triton, "priority") == ["blocker", "high", "low1", "low2"]
     # the same requests under fcfs: arrival order (the priority is what moved `high`)
     assert first_token_order(triton, "fcfs") == ["blocker", "low1", "low2", "high"]
+
+
+@pytest.mark.parametrize("model", ["ensemble", "tensorrt_llm_bls"])
+def test_priority_on_a_text_request_changes_the_order_at_the_engine(triton, model):
+    """TensorRT-LLM's own ensemble loses `priority` on the way to the engine
+    (tensorrtllm_backend issue 422); ours carries it as a request parameter."""
+    triton.load("tensorrt_llm", queue_policy="priority", **ONE_AT_A_TIME)
+    for name in ("preprocessing", "postprocessing", model):
+        triton.load(name)
+    engine, text = Stream(triton.grpc_url), TextStream(triton.grpc_url)
+    try:
+        hold_the_engine(triton, engine)
+        # one at a time into the gate, so the arrival order there is certain: the low
+        # priority request arrives first and would be served first without priority
+        for rid, priority, queued in (("low", 0, 1), ("high", 7, 2)):
+            text.send(
+                model,
+                rid,
+                parameters={"request_priority": priority},
+                **text_inputs(PROMPT, 4, True, return_num_output_tokens=np.array([[True]])),
+            )
+            wait_for(lambda q=queued: triton.metric("dynabatch_queue_length") == q, timeout=20)
+        release_the_engine(triton, engine, queued=2)
+        text.wait({"low", "high"}, timeout=60)
+        engine.wait(lambda: engine.finals.get("blocker") == 2, timeout=30)
+    finally:
+        text.close()
+        engine.close()
+    assert not text.errors and not engine.errors
+    assert list(text.chunks) == ["high", "low"]  # dict order = order of first text
+    assert all(text.outputs[r]["num_output_tokens"] == 4 for r in ("high", "low"))
 
 
 def test_tenant_over_its_queue_limit_gets_its_own_error_others_served(triton):
