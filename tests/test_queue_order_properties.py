@@ -18,9 +18,14 @@ import heapq
 import math
 
 from dynabatch.gate import AdmissionGate
-from dynabatch.queue_order import QueueOrderConfig, make_queue_order
+from dynabatch.queue_order import (
+    VTC_INPUT_WEIGHT,
+    VTC_OUTPUT_WEIGHT,
+    QueueOrderConfig,
+    make_queue_order,
+)
 from dynabatch.types import GenerationRequest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 SLOTS_MAX, SERVICE_MAX = 3, 2.0
@@ -35,8 +40,10 @@ arrival = st.tuples(
 )
 
 
-def simulate(order_name: str, aging_s: float, slots: int, arrivals: list):
-    """Event-driven slot server in front of the gate: (waits, arrivals, admit times)."""
+def simulate(order_name: str, aging_s: float, slots: int, arrivals: list, log=None):
+    """Event-driven slot server in front of the gate: (waits, arrivals, admit times).
+    `log` (a list) receives (admitted tenant, its VTC cost, tenants then waiting) per
+    admission; the request's tokens are all charged when it is admitted."""
     gate = AdmissionGate(
         order=make_queue_order(QueueOrderConfig(policy=order_name)), aging_s=aging_s
     )
@@ -62,10 +69,17 @@ def simulate(order_name: str, aging_s: float, slots: int, arrivals: list):
             )
             assert gate.offer(request, None, at) is None
             i += 1
-        while len(running) < slots and (item := gate.admit(now)) is not None:
+        while len(running) < slots:
+            waiting = {t for t, stats in gate.tenants.items() if stats.queued}
+            item = gate.admit(now)
+            if item is None:
+                break
             rid = item.request.request_id
             admitted[rid] = now
             tokens = min(item.request.max_new_tokens, 1 + rid % 300)
+            if log is not None:
+                cost = VTC_INPUT_WEIGHT * item.request.prompt_len + VTC_OUTPUT_WEIGHT * tokens
+                log.append((item.request.tenant, cost, waiting))
             gate.on_tokens(rid, tokens, now - item.enqueue_time)
             heapq.heappush(running, (now + service_of[rid], rid, tokens))
     assert sorted(admitted) == list(range(len(arrivals)))  # everyone, exactly once
@@ -109,6 +123,42 @@ def test_fair_share_ages_within_each_tenant(aging_s, slots, arrivals):
             if pending[o][6] == tenant and admitted[rid] > admitted[o] >= at + aging_s
         ]
         assert not overtakers, (rid, overtakers)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    aging_s=st.floats(0.5, 5.0),
+    slots=st.integers(1, SLOTS_MAX),
+    arrivals=st.lists(arrival, min_size=1, max_size=60),
+)
+# `b` idles while `a` is served, then floods: without the counter lift it would take
+# every place until its counter caught up with a's (credit banked while idle)
+@example(
+    aging_s=5.0,
+    slots=1,
+    arrivals=[(0.0, 1.0, 100, 100, 0, "b")]
+    + [(0.0, 1.0, 100, 100, 0, "a")] * 15
+    + [(4.5, 1.0, 100, 100, 0, "b")]
+    + [(0.0, 1.0, 100, 100, 0, "b")] * 9,
+)
+def test_fair_share_starves_no_tenant(aging_s, slots, arrivals):
+    """Across tenants, `fair` bounds how much service the others get while a tenant
+    waits: while tenant T has requests waiting and none admitted, every other tenant is
+    admitted only while its virtual token counter is at most T's, so it receives at
+    most 2 * C_max of virtual tokens, C_max the largest cost of one request (prompt x 1
+    + output x 2; weights 1), the bound of Sheng et al.'s VTC. With aging inside each
+    tenant this bounds every request's wait: nobody starves."""
+    log: list = []
+    simulate("fair", aging_s, slots, arrivals, log)
+    bound = 2 * max(cost for _, cost, _ in log)
+    for tenant in {t for t, _, _ in log}:
+        served_meanwhile: dict[str, float] = {}  # others' service since T last got a turn
+        for admitted, cost, waiting in log:
+            if admitted == tenant or tenant not in waiting:
+                served_meanwhile.clear()
+                continue
+            served_meanwhile[admitted] = served_meanwhile.get(admitted, 0.0) + cost
+            assert served_meanwhile[admitted] <= bound, (tenant, admitted, served_meanwhile)
 
 
 def test_without_aging_sjf_starves_a_long_request():
