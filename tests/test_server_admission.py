@@ -135,6 +135,44 @@ def test_tenant_over_its_queue_limit_gets_its_own_error_others_served(triton):
     assert triton.is_ready()
 
 
+def test_tenant_limit_through_the_ensemble(triton):
+    """The tenant travels through the ensemble like priority: its own limit refuses it
+    with its own error, while another tenant's text request is still queued and served."""
+    triton.load(
+        "tensorrt_llm", queue_policy="fair", tenant_max_queue_size="noisy:1", **ONE_AT_A_TIME
+    )
+    for name in ("preprocessing", "postprocessing", "ensemble"):
+        triton.load(name)
+    engine, text = Stream(triton.grpc_url), TextStream(triton.grpc_url)
+    inputs = text_inputs(PROMPT, 4, True)
+    # the counter lives on across reloads of the model (earlier tests in the session)
+    rejected_before = triton.metric("dynabatch_tenant_rejected_total", tenant="noisy") or 0
+    try:
+        hold_the_engine(triton, engine)
+        text.send("ensemble", "noisy0", parameters={"tenant": "noisy"}, **inputs)
+        wait_for(lambda: triton.metric("dynabatch_queue_length") == 1, timeout=20)
+        text.send("ensemble", "noisy1", parameters={"tenant": "noisy"}, **inputs)
+        text.wait({"noisy1"}, timeout=30)  # its error: the only request that can end now
+        text.send("ensemble", "quiet0", parameters={"tenant": "quiet"}, **inputs)
+        release_the_engine(triton, engine, queued=2)
+        text.wait({"noisy0", "quiet0"}, timeout=60)
+        engine.wait(lambda: engine.finals.get("blocker") == 2, timeout=30)
+    finally:
+        text.close()
+        engine.close()
+    assert list(text.errors) == ["noisy1"]
+    error = text.errors["noisy1"]
+    assert "queue full for tenant 'noisy'" in error and "tenant_max_queue_size=1" in error
+    assert {"noisy0", "quiet0"} <= text.finished and text.text("quiet0")
+    wait_for(
+        lambda: (
+            triton.metric("dynabatch_tenant_rejected_total", tenant="noisy") == rejected_before + 1
+        ),
+        timeout=10,
+    )
+    assert triton.is_ready("ensemble")
+
+
 def test_bad_tenant_parameter_is_refused_naming_it(triton):
     triton.load("tensorrt_llm", **ONE_AT_A_TIME)
     s = Stream(triton.grpc_url)
