@@ -1,0 +1,47 @@
+"""The admission experiments' throughput capacity: the completion rate while saturated,
+measured on the very requests an experiment then runs at a fraction of it."""
+
+import json
+
+import pytest
+from dynabatch.bench.admission_experiments import main, saturated_rate
+from dynabatch.bench.metrics import RequestRecord
+
+PROFILE = "llama-2-7b-a100-80gb"
+
+
+def finished_at(times: list[float], completed: bool = True) -> list[RequestRecord]:
+    return [RequestRecord(arrival=0.0, finish=t, completed=completed) for t in times]
+
+
+def test_saturated_rate_counts_the_steady_middle_only():
+    # a slow start (batch filling) and a slow drain, each under 10 % of the completions,
+    # around 2 completions per second
+    start = [1.0 * k for k in range(9)]
+    steady = [10.0 + 0.5 * k for k in range(82)]
+    drain = [steady[-1] + 5.0 * (k + 1) for k in range(9)]
+    records = finished_at(start + steady + drain)
+    assert saturated_rate(records) == pytest.approx(2.0)
+    # completions over the whole run would say 1.2 req/s
+    assert len(records) / drain[-1] < 1.3
+    # requests that did not complete (refused, failed) are not service
+    assert saturated_rate(records + finished_at([10.1] * 50, completed=False)) == (
+        saturated_rate(records)
+    )
+    with pytest.raises(ValueError, match="too few"):
+        saturated_rate(finished_at([1.0, 2.0]))
+
+
+def test_load_as_utilisation_runs_at_a_fraction_of_the_measured_capacity(tmp_path, capsys):
+    common = ["--seeds", "0", "--requests", "150", "--profile", PROFILE]
+    assert main(["capacity", *common, "--json", str(tmp_path / "cap.json")]) == 0
+    (measured,) = json.loads((tmp_path / "cap.json").read_text())["per_seed"]
+    assert measured["throughput_rps"] > 1.0
+    argv = ["sjf", *common, "--load", "0.8", "--capacity-def", "throughput"]
+    assert main(argv + ["--json", str(tmp_path / "sjf.json")]) == 0
+    result = json.loads((tmp_path / "sjf.json").read_text())
+    assert result["capacity_def"] == "throughput"
+    (row,) = result["per_seed"]
+    assert row["capacity_rps"] == pytest.approx(measured["throughput_rps"])
+    assert row["rate_rps"] == pytest.approx(0.8 * measured["throughput_rps"])
+    assert row["engine_queue_wait_mean_fcfs_s"] >= 0.0
