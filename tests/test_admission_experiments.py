@@ -45,3 +45,18 @@ def test_load_as_utilisation_runs_at_a_fraction_of_the_measured_capacity(tmp_pat
     assert row["capacity_rps"] == pytest.approx(measured["throughput_rps"])
     assert row["rate_rps"] == pytest.approx(0.8 * measured["throughput_rps"])
     assert row["engine_queue_wait_mean_fcfs_s"] >= 0.0
+
+
+def test_true_length_sjf_orders_by_prompt_plus_the_real_output():
+    from dynabatch.bench.admission_experiments import TrueLengthJobOrder
+    from dynabatch.gate import AdmissionGate
+    from dynabatch.types import GenerationRequest
+
+    gate = AdmissionGate(order=TrueLengthJobOrder())
+    # (prompt, max tokens, true output): jobs of 600, 150 (max tokens caps) and 300
+    # tokens; the learned `sjf`, with nothing finished yet, would predict 600, 150, 880
+    jobs = [(100, 500, 500), (100, 50, 900), (280, 600, 20)]
+    for rid, (prompt, max_new, true_out) in enumerate(jobs):
+        request = GenerationRequest(rid, [1] * prompt, max_new, true_output_len=true_out)
+        assert gate.offer(request, None, 0.0) is None
+    assert [gate.admit(0.0).request.request_id for _ in range(3)] == [1, 2, 0]

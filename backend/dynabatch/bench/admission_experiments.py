@@ -38,7 +38,8 @@ from statistics import median
 
 import numpy as np
 
-from ..queue_order import QueueOrderConfig
+from ..gate import QueuedRequest
+from ..queue_order import QueueOrderConfig, ShortestJobOrder
 from .capacity import default_slo
 from .metrics import RequestRecord
 from .runner import MAXU, PolicySpec, RunResult, run_policy
@@ -83,11 +84,25 @@ def only_tenant(wl: Workload, tenant: str) -> Workload:
     )
 
 
+class TrueLengthJobOrder(ShortestJobOrder):
+    """Benchmark-only `sjf` with a perfect prediction: the job is the prompt plus the
+    output the request will really generate (the trace's), not the predicted one. It
+    tells how much of `sjf`'s result is lost to prediction error."""
+
+    def key(self, item: QueuedRequest) -> tuple:
+        r = item.request
+        out = r.max_new_tokens if r.true_output_len is None else r.true_output_len
+        return (r.prompt_len + min(out, r.max_new_tokens), item.seq)
+
+
 def _run_full(wl: Workload, args, queue_policy: str) -> RunResult:
     spec = PolicySpec(args.policy, args.policy, MAXU)
-    order = QueueOrderConfig(policy=queue_policy, aging_s=args.aging_s)
+    config = QueueOrderConfig(policy=queue_policy, aging_s=args.aging_s)
     slo = default_slo(args.profile)
-    return run_policy(wl, args.profile, spec, slo=slo, queue_order=order)
+    order = None
+    if queue_policy == "sjf" and getattr(args, "sjf_lengths", "predicted") == "true":
+        order = TrueLengthJobOrder()
+    return run_policy(wl, args.profile, spec, slo=slo, queue_order=config, order=order)
 
 
 def _run(wl: Workload, args, queue_policy: str) -> dict:
@@ -200,6 +215,7 @@ def sjf(args) -> dict:
     keys = [k for k in per_seed[0] if k != "seed"]
     return {
         "experiment": "sjf",
+        "sjf_lengths": args.sjf_lengths,
         "load": args.load,
         "capacity_def": args.capacity_def,
         "aging_s": args.aging_s,
@@ -247,6 +263,13 @@ def main(argv: list[str] | None = None) -> int:
         default="slo",
         help="what --load is a fraction of: slo (highest rate within the TTFT/TPOT SLO) "
         "or throughput (the completion rate while saturated, i.e. utilisation)",
+    )
+    p.add_argument(
+        "--sjf-lengths",
+        choices=("predicted", "true"),
+        default="predicted",
+        help="sjf's output lengths: predicted (what the server does) or true (the "
+        "trace's, benchmark-only: sjf with a perfect prediction)",
     )
     p.add_argument("--policy", default="adaptive", help="controller (batch_policy)")
     p.add_argument("--profile", default=PROFILE, help=f"simulator profile (default {PROFILE})")

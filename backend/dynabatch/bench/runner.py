@@ -15,7 +15,7 @@ from typing import Any
 
 from ..core import ServingCore
 from ..gate import AdmissionGate
-from ..queue_order import QueueOrderConfig, make_queue_order
+from ..queue_order import QueueOrder, QueueOrderConfig, make_queue_order
 from ..types import FinishReason, GenerationRequest, IterationStats, RequestState, TokenEvent
 from .metrics import RequestRecord, Slo, summarize
 from .oracle import OracleController
@@ -193,11 +193,14 @@ def run_policy(
     max_wall_s: float = 600.0,
     max_iterations: int = 20_000_000,
     queue_order: QueueOrderConfig | None = None,
+    order: QueueOrder | None = None,
 ) -> RunResult:
     """Serve every request of `workload` to completion; return the summary row.
 
     `queue_order`: the gate's admission order (default: priority, no aging), built by
-    the same `make_queue_order` as the Triton model's."""
+    the same `make_queue_order` as the Triton model's. `order` replaces the order object
+    (aging and tenant limits still from `queue_order`): for benchmark-only analyses, such
+    as an order that knows each request's true output length."""
     wall0 = time.monotonic()
     mbs = spec.max_batch_size or max_batch_size
     engine = make_engine(
@@ -217,7 +220,9 @@ def run_policy(
     )
     qo = queue_order or QueueOrderConfig()
     gate = AdmissionGate(
-        order=make_queue_order(qo), aging_s=qo.aging_s, tenant_queue_limits=qo.tenant_queue_limits
+        order=order or make_queue_order(qo),
+        aging_s=qo.aging_s,
+        tenant_queue_limits=qo.tenant_queue_limits,
     )
     core = ServingCore(engine, controller, gate)
     records = [
