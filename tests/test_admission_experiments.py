@@ -60,3 +60,23 @@ def test_true_length_sjf_orders_by_prompt_plus_the_real_output():
         request = GenerationRequest(rid, [1] * prompt, max_new, true_output_len=true_out)
         assert gate.offer(request, None, 0.0) is None
     assert [gate.admit(0.0).request.request_id for _ in range(3)] == [1, 2, 0]
+
+
+def test_bench_rows_tell_a_wait_in_the_engine_from_a_wait_at_the_gate():
+    """A limit above what the KV cache holds passes the backlog on to the engine's own
+    FCFS queue, where no admission order reaches it; a limit that fits keeps it in the
+    gate."""
+    from dynabatch.bench.metrics import Slo
+    from dynabatch.bench.runner import MAXU, PolicySpec, run_policy
+    from dynabatch.bench.workload import synthetic
+
+    wl = synthetic(120, 6.0, prompt_median=1500, output_median=300, seed=3, max_new_tokens=512)
+
+    def static(limit: int) -> dict:
+        spec = PolicySpec(f"static-{limit}", "static", MAXU, (("static_batch_size", limit),))
+        return run_policy(wl, "llama-2-13b-a100-40gb", spec, slo=Slo()).row
+
+    wide, narrow = static(256), static(4)
+    print({k: (wide[k], narrow[k]) for k in ("gate_wait_mean_s", "engine_queue_wait_mean_s")})
+    assert wide["gate_wait_mean_s"] == 0.0 and wide["engine_queue_wait_mean_s"] > 1.0
+    assert narrow["engine_queue_wait_mean_s"] < 0.05 * narrow["gate_wait_mean_s"]
