@@ -165,6 +165,9 @@ def test_every_request_finishes_once_and_kv_returns_to_zero(router):
     assert row["tokens_left_at_end"] == 0  # the oracle's work count balances
     if router == "round-robin":
         assert row["routed_per_replica"] == [40, 40, 40]
+        assert row["same_replica_in_burst"] == 0.0
+    if router == "least-requests":
+        assert row["excess_in_flight_mean"] == 0.0
 
 
 def test_gateway_beats_round_robin_on_a_bimodal_mix():

@@ -49,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=5, help="paired seeds (capacity searches)")
     p.add_argument("--requests-per-replica", type=int, default=200)
     p.add_argument("--rate", type=float, help="run once at this fleet-wide rate, no search")
+    p.add_argument("--seed", type=int, default=0, help="the workload seed of a --rate run")
     p.add_argument("--scrape-interval", type=float, default=ScrapeConfig.interval_s)
     p.add_argument("--staleness", type=float, default=ScrapeConfig.staleness_s)
     p.add_argument("--slo-ttft", type=float, help="P99 TTFT SLO in s (default: MLPerf's)")
@@ -108,11 +109,15 @@ def cmd_fleet(args) -> int:
         rows = []
         for wl, cfg in _configs(args, slo):
             n = args.requests_per_replica * cfg.replicas
-            rows.append(run_fleet(fleet_workload(length_mix(wl), n, args.rate, seed=0), cfg))
+            rows.append(
+                run_fleet(fleet_workload(length_mix(wl), n, args.rate, seed=args.seed), cfg)
+            )
             r = rows[-1]
             print(
                 f"{wl} {cfg.router} N={cfg.replicas}: ttft p99 {r['ttft_p99_s']:.3f} s, "
-                f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}"
+                f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}, "
+                f"same replica in bursts {r['same_replica_in_burst']:.2f}, "
+                f"excess in flight {r['excess_in_flight_mean']:.2f}"
             )
         if args.json:
             write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})

@@ -85,6 +85,37 @@ class _FleetSink(_Sink):
             raise SloBroken
 
 
+@dataclass
+class _PlacementStats:
+    """How a router placed arrivals, for telling herding from balance:
+    - same_replica_in_burst: of the arrivals within one scrape interval of the previous
+      one, the share sent to the same replica as it (1/N for a uniform random choice,
+      0 for round-robin; near 1 when every arrival in an interval sees one stale scrape);
+    - excess_in_flight_mean: requests in flight on the chosen replica minus the fewest
+      on any replica, at each arrival (0 for least-requests)."""
+
+    interval_s: float
+    arrivals: int = 0
+    close: int = 0
+    close_same: int = 0
+    excess_sum: int = 0
+    _last: tuple[float, int] | None = None
+
+    def add(self, t: float, k: int, in_flight: list[int]) -> None:
+        self.arrivals += 1
+        self.excess_sum += in_flight[k] - min(in_flight)
+        if self._last is not None and t - self._last[0] < self.interval_s:
+            self.close += 1
+            self.close_same += k == self._last[1]
+        self._last = (t, k)
+
+    def summary(self) -> dict:
+        return {
+            "same_replica_in_burst": self.close_same / self.close if self.close else math.nan,
+            "excess_in_flight_mean": self.excess_sum / self.arrivals if self.arrivals else 0.0,
+        }
+
+
 def run_fleet(
     workload: Workload,
     cfg: FleetConfig,
@@ -117,6 +148,7 @@ def run_fleet(
     records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
     misses = _Misses(cfg.slo, len(requests) // 100 + 1) if stop_on_slo_miss else None
     routed = [0] * cfg.replicas
+    placement = _PlacementStats(cfg.scrape.interval_s)
     scrapes: list[ReplicaMetrics | None] = [None] * cfg.replicas
     next_scrape = 0.0
     i, n = 0, len(requests)
@@ -145,6 +177,7 @@ def run_fleet(
         if t_arrival <= t_busy:
             scrape_until(t_arrival)
             k = router.pick(replicas, scrapes, t_arrival)
+            placement.add(t_arrival, k, [r.outstanding for r in replicas])
             sink = _FleetSink(records[i], replicas[k], misses, request_tokens(requests[i]))
             replicas[k].route(requests[i], sink)
             routed[k] += 1
@@ -172,6 +205,7 @@ def run_fleet(
     }
     row.update(summarize(records, None, cfg.slo))
     row["routed_per_replica"] = routed
+    row.update(placement.summary())
     row["paused"] = sum(r.core.counters.paused_total for r in replicas)
     row["kv_blocks_used_at_end"] = sum(r.engine.blocks.used_blocks for r in replicas)
     row["tokens_left_at_end"] = sum(r.remaining_tokens for r in replicas)
