@@ -230,7 +230,7 @@ def test_fleet_command_rejects_an_unknown_router(capsys):
 
 
 def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
-    from dynabatch.bench.report import write_json
+    from dynabatch.bench.report import read_json, write_json
 
     rows = [
         {"workload": "conv", "router": r, "replicas": n, "seed": s, "capacity_rps": c}
@@ -241,9 +241,11 @@ def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
         {"workload": "bimodal", "router": "gateway", "replicas": 4, "seed": 0, "capacity_rps": 3.0}
     ]
     write_json(rows, tmp_path / "rows.json")
-    png = tmp_path / "fig.png"
-    assert cli_main(["fleet", f"--from-json={tmp_path / 'rows.json'}", f"--plot={png}"]) == 0
+    png, merged = tmp_path / "fig.png", tmp_path / "merged.json"
+    argv = ["fleet", f"--from-json={tmp_path / 'rows.json'}", f"--plot={png}", f"--json={merged}"]
+    assert cli_main(argv) == 0
     assert png.stat().st_size > 0
+    assert read_json(merged) == rows
     assert "2.50" in capsys.readouterr().out
 
 

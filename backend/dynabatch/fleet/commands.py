@@ -67,7 +67,8 @@ def register(subparsers) -> None:
         "--from-json",
         type=_csv(str),
         metavar="PATHS",
-        help="no runs: summarise (and --plot) the per-seed rows of earlier --json files",
+        help="no runs: summarise (and --plot, --json: merge) the per-seed rows of earlier "
+        "--json files",
     )
     p.set_defaults(func=cmd_fleet)
 
@@ -104,6 +105,8 @@ def cmd_fleet(args) -> int:
                     f"error: --from-json {path}: not a fleet --json file ({exc})", file=sys.stderr
                 )
                 return 2
+        if args.json:  # the merged per-seed rows, e.g. the figure's data file
+            write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})
         return _report(rows, args)
     if args.rate is not None:
         rows = []
