@@ -7,8 +7,8 @@ import pytest
 from dynabatch.bench.metrics import Slo
 from dynabatch.bench.runner import run_policy
 from dynabatch.cli import main as cli_main
-from dynabatch.fleet.replica import ReplicaMetrics
 from dynabatch.fleet import sim as fleet_sim
+from dynabatch.fleet.replica import ReplicaMetrics
 from dynabatch.fleet.routers import (
     ROUTERS,
     GatewayRouter,
