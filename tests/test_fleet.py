@@ -246,7 +246,22 @@ def test_fleet_command_summarises_and_plots_earlier_rows(tmp_path, capsys):
     assert cli_main(argv) == 0
     assert png.stat().st_size > 0
     assert read_json(merged) == rows
+
     assert "2.50" in capsys.readouterr().out
+
+
+def test_fleet_summary_divides_by_the_named_baseline(tmp_path, capsys):
+    from dynabatch.bench.report import write_json
+
+    rows = [
+        {"workload": "bursty", "router": r, "replicas": 4, "seed": 0, "capacity_rps": c}
+        for r, c in (("round-robin", 2.0), ("gateway", 2.5))
+    ]
+    write_json(rows, tmp_path / "rows.json")
+    argv = ["fleet", f"--from-json={tmp_path / 'rows.json'}", "--baseline=gateway"]
+    assert cli_main(argv) == 0
+    out = capsys.readouterr().out
+    assert "x gateway" in out and "0.80 (0.80-0.80)" in out  # round-robin 2.0 / gateway 2.5
 
 
 def test_fleet_command_names_a_bad_rows_file(tmp_path, capsys):

@@ -61,6 +61,11 @@ def register(subparsers) -> None:
         default="",
         help="suffix for the router name in the rows (e.g. -5ms-scrape for a variant)",
     )
+    p.add_argument(
+        "--baseline",
+        default="round-robin",
+        help="the router every other is divided by, seed by seed, in the summary",
+    )
     p.add_argument("--json", metavar="PATH", help="write per-seed rows and the summary")
     p.add_argument("--plot", metavar="PNG", help="capacity against N per router")
     p.add_argument(
@@ -139,8 +144,8 @@ def cmd_fleet(args) -> int:
 
 
 def _report(rows: list[dict], args) -> int:
-    summary = summarize_capacity(rows)
-    print(format_summary(summary))
+    summary = summarize_capacity(rows, args.baseline)
+    print(format_summary(summary, args.baseline))
     if args.json and not args.from_json:
         Path(args.json).with_suffix(".summary.json").write_text(
             json.dumps(summary, indent=1) + "\n"
