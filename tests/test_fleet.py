@@ -15,6 +15,7 @@ from dynabatch.fleet.routers import (
     active_request_scores,
     make_router,
     min_max_scores,
+    router_stats,
 )
 from dynabatch.fleet.sim import DEFAULT_POLICY, FleetConfig, SloBroken, run_fleet
 from dynabatch.fleet.summary import summarize_capacity
@@ -71,8 +72,10 @@ def test_default_gateway_herds_a_burst_and_the_active_request_scorer_spreads_it(
     burst goes to the pod that looked best. The active-request scorer counts the
     picker's own dispatches and spreads it."""
     scrapes = [scrape(kv=0.10), scrape(kv=0.30), scrape(kv=0.30), scrape(kv=0.30)]
-    herd = _burst(make_router("gateway"), scrapes, [_Pod() for _ in range(4)], 8)
+    gateway = make_router("gateway")
+    herd = _burst(gateway, scrapes, [_Pod() for _ in range(4)], 8)
     assert herd == [0] * 8
+    assert router_stats(gateway) == {"equal_queue_share": 1.0}  # the KV fraction chose
     spread = _burst(make_router("gateway-active"), scrapes, [_Pod() for _ in range(4)], 8)
     assert max(spread.count(k) for k in range(4)) <= 3, spread
 

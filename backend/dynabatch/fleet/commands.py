@@ -126,6 +126,11 @@ def cmd_fleet(args) -> int:
                 f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}, "
                 f"same replica in bursts {r['same_replica_in_burst']:.2f}, "
                 f"excess in flight {r['excess_in_flight_mean']:.2f}"
+                + (
+                    f", picks with equal queues {r['equal_queue_share']:.2f}"
+                    if "equal_queue_share" in r
+                    else ""
+                )
             )
         if args.json:
             write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})

@@ -148,6 +148,11 @@ class GatewayRouter:
         # sent there since (the headroom scorer spends the scraped headroom on them).
         self._seen_scrape: dict[int, float] = {}
         self._sent_since: dict[int, int] = {}
+        # Picks where every scraped queue was equal, so the queue scorer gave all pods 1.0
+        # and the KV fraction alone (plus the extra scorers) chose: how often the waiting
+        # queue, the picker's load signal, says nothing.
+        self.picks = 0
+        self.picks_with_equal_queues = 0
 
     def scores(
         self,
@@ -199,11 +204,20 @@ class GatewayRouter:
                     self._seen_scrape[k], self._sent_since[k] = at, 0
             sent = [self._sent_since[k] for k in range(len(scrapes))]
         scores = self.scores(scrapes, now, in_flight, sent)
+        self.picks += 1
+        self.picks_with_equal_queues += len({m.waiting for m in scrapes if m is not None}) <= 1
         best = max(scores)
         k = self._rng.choice([k for k, s in enumerate(scores) if s == best])
         if self.headroom:
             self._sent_since[k] += 1
         return k
+
+
+def router_stats(router) -> dict:
+    """What a router counted about its own picks (the gateway routers only)."""
+    if isinstance(router, GatewayRouter) and router.picks:
+        return {"equal_queue_share": router.picks_with_equal_queues / router.picks}
+    return {}
 
 
 def make_router(name: str, *, staleness_s: float = ScrapeConfig.staleness_s, seed: int = 0):

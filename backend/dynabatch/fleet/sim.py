@@ -17,7 +17,7 @@ from ..bench.metrics import RequestRecord, Slo, summarize
 from ..bench.runner import PolicySpec, _Sink
 from ..bench.workload import Workload
 from .replica import Replica, ReplicaMetrics, request_tokens
-from .routers import ScrapeConfig, make_router
+from .routers import ScrapeConfig, make_router, router_stats
 
 DEFAULT_POLICY = PolicySpec("adaptive", "adaptive")
 
@@ -206,6 +206,7 @@ def run_fleet(
     row.update(summarize(records, None, cfg.slo))
     row["routed_per_replica"] = routed
     row.update(placement.summary())
+    row.update(router_stats(router))
     row["paused"] = sum(r.core.counters.paused_total for r in replicas)
     row["kv_blocks_used_at_end"] = sum(r.engine.blocks.used_blocks for r in replicas)
     row["tokens_left_at_end"] = sum(r.remaining_tokens for r in replicas)
