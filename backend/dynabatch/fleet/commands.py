@@ -122,7 +122,8 @@ def cmd_fleet(args) -> int:
             )
             r = rows[-1]
             print(
-                f"{wl} {cfg.router} N={cfg.replicas}: ttft p99 {r['ttft_p99_s']:.3f} s, "
+                f"{wl} {cfg.router} N={cfg.replicas}: ttft p50 {r['ttft_p50_s']:.3f} s, "
+                f"p99 {r['ttft_p99_s']:.3f} s, "
                 f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}, "
                 f"same replica in bursts {r['same_replica_in_burst']:.2f}, "
                 f"excess in flight {r['excess_in_flight_mean']:.2f}"
