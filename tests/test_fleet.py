@@ -182,6 +182,19 @@ def test_gateway_beats_round_robin_on_a_bimodal_mix():
     assert gw["ttft_p99_s"] < rr["ttft_p99_s"]
 
 
+def test_on_bursts_the_default_gateway_herds_and_active_requests_spread_the_load():
+    """Gamma arrivals (CV 2) through the whole fleet: the default profile sends most
+    clumped arrivals to the replica the previous one went to, leaving it more loaded
+    than the least-loaded replica; counting its own in-flight requests evens that out
+    and shortens the typical TTFT (the clump's prefills no longer share one replica)."""
+    wl = fleet_workload(length_mix("bursty"), 300, 3.0, seed=0)
+    gw = run_fleet(wl, FleetConfig(4, "gateway", PROFILE, SLO))
+    active = run_fleet(wl, FleetConfig(4, "gateway-active", PROFILE, SLO))
+    assert gw["same_replica_in_burst"] > 0.8 > 0.4 > active["same_replica_in_burst"]
+    assert active["excess_in_flight_mean"] < gw["excess_in_flight_mean"] / 2
+    assert active["ttft_p50_s"] < gw["ttft_p50_s"]
+
+
 def test_capacity_probe_stops_once_the_p99_is_lost():
     overloaded = fleet_workload(length_mix("conv"), 200, 20.0, seed=0)
     with pytest.raises(SloBroken):
