@@ -22,6 +22,7 @@ gateway's endpoint picker would do with the same stream of requests.
   dynabatch's headroom: 1 when `dynabatch_batch_limit` exceeds the running plus waiting
   requests (the request would be admitted at once) less the requests the picker has
   sent to the pod since its last scrape, else 0; scraped the same way.
+- `gateway-active-headroom` (ours): `gateway-active` plus the headroom scorer.
 - `oracle` (a reference, not a deployable router): knows every replica's true state at
   each arrival and every request's true output length; sends the request where the
   fewest tokens are still to be processed (join the shortest remaining work).
@@ -41,6 +42,7 @@ ROUTERS = (
     "gateway",
     "gateway-active",
     "gateway-headroom",
+    "gateway-active-headroom",
     "oracle",
 )
 
@@ -132,7 +134,7 @@ class GatewayRouter:
         seed: int = 0,
     ) -> None:
         self.name = (
-            "gateway-headroom" if headroom else "gateway-active" if active_requests else "gateway"
+            "gateway" + ("-active" if active_requests else "") + ("-headroom" if headroom else "")
         )
         self.headroom = headroom
         self.active_requests = active_requests
@@ -227,10 +229,10 @@ def make_router(name: str, *, staleness_s: float = ScrapeConfig.staleness_s, see
         return LeastRequests()
     if name == "oracle":
         return Oracle()
-    if name in ("gateway", "gateway-active", "gateway-headroom"):
+    if name in ("gateway", "gateway-active", "gateway-headroom", "gateway-active-headroom"):
         return GatewayRouter(
-            headroom=name == "gateway-headroom",
-            active_requests=name == "gateway-active",
+            headroom=name.endswith("-headroom"),
+            active_requests=name.startswith("gateway-active"),
             staleness_s=staleness_s,
             seed=seed,
         )
