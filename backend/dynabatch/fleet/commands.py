@@ -49,6 +49,7 @@ def register(subparsers) -> None:
     p.add_argument("--seeds", type=int, default=5, help="paired seeds (capacity searches)")
     p.add_argument("--requests-per-replica", type=int, default=200)
     p.add_argument("--rate", type=float, help="run once at this fleet-wide rate, no search")
+    p.add_argument("--seed", type=int, default=0, help="the workload seed of a --rate run")
     p.add_argument("--scrape-interval", type=float, default=ScrapeConfig.interval_s)
     p.add_argument("--staleness", type=float, default=ScrapeConfig.staleness_s)
     p.add_argument("--slo-ttft", type=float, help="P99 TTFT SLO in s (default: MLPerf's)")
@@ -60,13 +61,19 @@ def register(subparsers) -> None:
         default="",
         help="suffix for the router name in the rows (e.g. -5ms-scrape for a variant)",
     )
+    p.add_argument(
+        "--baseline",
+        default="round-robin",
+        help="the router every other is divided by, seed by seed, in the summary",
+    )
     p.add_argument("--json", metavar="PATH", help="write per-seed rows and the summary")
     p.add_argument("--plot", metavar="PNG", help="capacity against N per router")
     p.add_argument(
         "--from-json",
         type=_csv(str),
         metavar="PATHS",
-        help="no runs: summarise (and --plot) the per-seed rows of earlier --json files",
+        help="no runs: summarise (and --plot, --json: merge) the per-seed rows of earlier "
+        "--json files",
     )
     p.set_defaults(func=cmd_fleet)
 
@@ -103,16 +110,28 @@ def cmd_fleet(args) -> int:
                     f"error: --from-json {path}: not a fleet --json file ({exc})", file=sys.stderr
                 )
                 return 2
+        if args.json:  # the merged per-seed rows, e.g. the figure's data file
+            write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})
         return _report(rows, args)
     if args.rate is not None:
         rows = []
         for wl, cfg in _configs(args, slo):
             n = args.requests_per_replica * cfg.replicas
-            rows.append(run_fleet(fleet_workload(length_mix(wl), n, args.rate, seed=0), cfg))
+            rows.append(
+                run_fleet(fleet_workload(length_mix(wl), n, args.rate, seed=args.seed), cfg)
+            )
             r = rows[-1]
             print(
-                f"{wl} {cfg.router} N={cfg.replicas}: ttft p99 {r['ttft_p99_s']:.3f} s, "
-                f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}"
+                f"{wl} {cfg.router} N={cfg.replicas}: ttft p50 {r['ttft_p50_s']:.3f} s, "
+                f"p99 {r['ttft_p99_s']:.3f} s, "
+                f"tpot p99 {r['tpot_p99_s'] * 1000:.1f} ms, routed {r['routed_per_replica']}, "
+                f"same replica in bursts {r['same_replica_in_burst']:.2f}, "
+                f"excess in flight {r['excess_in_flight_mean']:.2f}"
+                + (
+                    f", picks with equal queues {r['equal_queue_share']:.2f}"
+                    if "equal_queue_share" in r
+                    else ""
+                )
             )
         if args.json:
             write_json(rows, args.json, {"command": "fleet", "argv": sys.argv[1:]})
@@ -131,8 +150,8 @@ def cmd_fleet(args) -> int:
 
 
 def _report(rows: list[dict], args) -> int:
-    summary = summarize_capacity(rows)
-    print(format_summary(summary))
+    summary = summarize_capacity(rows, args.baseline)
+    print(format_summary(summary, args.baseline))
     if args.json and not args.from_json:
         Path(args.json).with_suffix(".summary.json").write_text(
             json.dumps(summary, indent=1) + "\n"

@@ -41,6 +41,14 @@ class ReplicaMetrics:
         return self.batch_limit - self.running - self.queued
 
 
+def request_tokens(request: GenerationRequest) -> int:
+    """Prompt plus the output the simulated engine will really generate."""
+    out = request.max_new_tokens
+    if request.true_output_len is not None:
+        out = min(out, request.true_output_len)
+    return request.prompt_len + out
+
+
 class Replica:
     def __init__(
         self,
@@ -67,6 +75,9 @@ class Replica:
         )
         self.core = ServingCore(self.engine, self.controller, AdmissionGate())
         self.outstanding = 0  # routed and not finished: what a load balancer counts
+        # Tokens still to process over the routed requests (prompts not yet prefilled plus
+        # outputs not yet generated, at their true lengths): only the oracle reads it.
+        self.remaining_tokens = 0
 
     @property
     def busy(self) -> bool:
@@ -86,6 +97,7 @@ class Replica:
         self.core.submit(request, sink)
         self.core.step()
         self.outstanding += 1
+        self.remaining_tokens += request_tokens(request)
 
     def run_pass(self) -> bool:
         """Step the core (dispatch, controller, admission), then one engine iteration.

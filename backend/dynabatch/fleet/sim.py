@@ -16,8 +16,8 @@ from dataclasses import dataclass
 from ..bench.metrics import RequestRecord, Slo, summarize
 from ..bench.runner import PolicySpec, _Sink
 from ..bench.workload import Workload
-from .replica import Replica, ReplicaMetrics
-from .routers import ScrapeConfig, make_router
+from .replica import Replica, ReplicaMetrics, request_tokens
+from .routers import ScrapeConfig, make_router, router_stats
 
 DEFAULT_POLICY = PolicySpec("adaptive", "adaptive")
 
@@ -50,18 +50,29 @@ class _FleetSink(_Sink):
     """Records timings, tells the replica when its request is done (the balancer's
     outstanding count) and, in a capacity probe, counts SLO misses."""
 
-    __slots__ = ("replica", "misses")
+    __slots__ = ("replica", "misses", "prompt_left", "tokens_left")
 
-    def __init__(self, record: RequestRecord, replica: Replica, misses: _Misses | None) -> None:
+    def __init__(
+        self, record: RequestRecord, replica: Replica, misses: _Misses | None, tokens: int
+    ) -> None:
         super().__init__(record)
         self.replica = replica
         self.misses = misses
+        self.prompt_left = record.prompt_tokens  # until the first token: prefill pending
+        self.tokens_left = tokens  # this request's share of replica.remaining_tokens
 
     def on_event(self, event, state) -> None:
         first = self.record.first_token is None
         super().on_event(event, state)
+        done = len(event.token_ids) + (self.prompt_left if event.token_ids else 0)
+        if event.token_ids:
+            self.prompt_left = 0
         if event.finished:
             self.replica.outstanding -= 1
+            done = self.tokens_left  # ended early or not: nothing of it is left
+        done = min(done, self.tokens_left)
+        self.tokens_left -= done
+        self.replica.remaining_tokens -= done
         m = self.misses
         if m is None:
             return
@@ -72,6 +83,37 @@ class _FleetSink(_Sink):
             m.tpot += 1
         if m.ttft > m.allowed or m.tpot > m.allowed:
             raise SloBroken
+
+
+@dataclass
+class _PlacementStats:
+    """How a router placed arrivals, for telling herding from balance:
+    - same_replica_in_burst: of the arrivals within one scrape interval of the previous
+      one, the share sent to the same replica as it (1/N for a uniform random choice,
+      0 for round-robin; near 1 when every arrival in an interval sees one stale scrape);
+    - excess_in_flight_mean: requests in flight on the chosen replica minus the fewest
+      on any replica, at each arrival (0 for least-requests)."""
+
+    interval_s: float
+    arrivals: int = 0
+    close: int = 0
+    close_same: int = 0
+    excess_sum: int = 0
+    _last: tuple[float, int] | None = None
+
+    def add(self, t: float, k: int, in_flight: list[int]) -> None:
+        self.arrivals += 1
+        self.excess_sum += in_flight[k] - min(in_flight)
+        if self._last is not None and t - self._last[0] < self.interval_s:
+            self.close += 1
+            self.close_same += k == self._last[1]
+        self._last = (t, k)
+
+    def summary(self) -> dict:
+        return {
+            "same_replica_in_burst": self.close_same / self.close if self.close else math.nan,
+            "excess_in_flight_mean": self.excess_sum / self.arrivals if self.arrivals else 0.0,
+        }
 
 
 def run_fleet(
@@ -106,18 +148,23 @@ def run_fleet(
     records = [RequestRecord(arrival=r.arrival_time, prompt_tokens=r.prompt_len) for r in requests]
     misses = _Misses(cfg.slo, len(requests) // 100 + 1) if stop_on_slo_miss else None
     routed = [0] * cfg.replicas
+    placement = _PlacementStats(cfg.scrape.interval_s)
     scrapes: list[ReplicaMetrics | None] = [None] * cfg.replicas
     next_scrape = 0.0
     i, n = 0, len(requests)
 
     def scrape_until(t: float) -> None:
-        # Scrapes due by `t` see the state before anything that happens at `t`.
+        # Scrapes due by `t` see the state before anything that happens at `t`. Nothing
+        # happened between the previous event and `t`, so every scrape due in between saw
+        # the same state: keep the latest, stamped with its own time (stamping the first
+        # made a fleet that sat idle for longer than the staleness look stale everywhere).
         nonlocal next_scrape
         if not router.uses_scrapes or next_scrape > t:
             return
-        for k, r in enumerate(replicas):
-            scrapes[k] = r.scrape(next_scrape)
         steps = math.floor((t - next_scrape) / cfg.scrape.interval_s) + 1
+        latest = next_scrape + (steps - 1) * cfg.scrape.interval_s
+        for k, r in enumerate(replicas):
+            scrapes[k] = r.scrape(latest)
         next_scrape += steps * cfg.scrape.interval_s
 
     while True:
@@ -130,7 +177,9 @@ def run_fleet(
         if t_arrival <= t_busy:
             scrape_until(t_arrival)
             k = router.pick(replicas, scrapes, t_arrival)
-            replicas[k].route(requests[i], _FleetSink(records[i], replicas[k], misses))
+            placement.add(t_arrival, k, [r.outstanding for r in replicas])
+            sink = _FleetSink(records[i], replicas[k], misses, request_tokens(requests[i]))
+            replicas[k].route(requests[i], sink)
             routed[k] += 1
             i += 1
             continue
@@ -156,7 +205,10 @@ def run_fleet(
     }
     row.update(summarize(records, None, cfg.slo))
     row["routed_per_replica"] = routed
+    row.update(placement.summary())
+    row.update(router_stats(router))
     row["paused"] = sum(r.core.counters.paused_total for r in replicas)
     row["kv_blocks_used_at_end"] = sum(r.engine.blocks.used_blocks for r in replicas)
+    row["tokens_left_at_end"] = sum(r.remaining_tokens for r in replicas)
     row["sim_wall_s"] = round(time.monotonic() - wall0, 3)
     return row
