@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..types import ControlInput, FinishReason, RequestState
-from .base import LimitDecision
+from .base import UNPACED, LimitDecision
 from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
 from .kv_capacity import CAPACITY_UNKNOWN, CapacityTracker
 from .kv_forecast import SurvivalTable
@@ -51,6 +51,9 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
 # the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
+# Prefill pacing is lifted once the queue's oldest request has waited this part of the
+# TTFT SLO: pacing trades a little TTFT for TPOT, never the TTFT SLO itself.
+_PACE_TTFT_FRACTION = 0.25
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -135,6 +138,7 @@ class AdaptiveController:
         stabilization_s: float,
         ttft_sla_s: float,
         forecast_overflow_prob: float = 0.2,
+        prefill_pacing: bool = False,
     ) -> None:
         # KV pool: the engine's latest report (kv_capacity.py); 0 while unknown
         self.capacity = CapacityTracker()
@@ -183,6 +187,11 @@ class AdaptiveController:
         self._forecast_key = 0  # batch size at the last update
         self._forecast_age = _FORECAST_EVERY  # the first update computes one
         self.b_forecast = math.inf
+        # prefill pacing: prompt tokens the core may admit per iteration (base.UNPACED = no
+        # pacing), from the step-latency fit (a, b, c) of the last generation step
+        self.pacing = prefill_pacing
+        self.prefill_tokens_per_step = UNPACED
+        self._abc: tuple[float, float, float] | None = None
 
     # ---- feedback -------------------------------------------------------------
     def on_request_finish(self, state: RequestState) -> None:
@@ -234,6 +243,8 @@ class AdaptiveController:
         # capacity on llama-3-8b-h100 under a 12 ms TPOT: the cut is what holds TPOT
         # through a burst, and 2,000-request probes showed it; docs/CONTROLLER.md §3.)
         self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
+        if self.pacing:
+            self.prefill_tokens_per_step = self._prefill_budget(sample)
         warm = len(self.lengths) >= _WARMUP_FINISHED
         if sample.waiting_head:
             self._head_seen = True
@@ -305,6 +316,24 @@ class AdaptiveController:
             return 1.0
         return max(0.0, 1.0 - oldest_wait_s / (_RISK_TTFT_FRACTION * self.ttft_s))
 
+    def _prefill_budget(self, sample: ControlInput) -> float:
+        """Prompt tokens per iteration that keep an iteration's predicted latency within
+        the TPOT SLO: t = a + b n + c x <= D with n the running requests, so x <= (D - a -
+        b n) / c. A request's TPOT is the mean of the steps it decodes through; a step
+        that carries several prompts at once (a burst) is what pushes the TPOT of the
+        short requests beside it past D, and TensorRT-LLM cannot cap the tokens of an
+        iteration at run time, so the gate spreads the prompts over iterations instead.
+        Unpaced until the fit knows the prefill cost, and once the queue's oldest request
+        has waited _PACE_TTFT_FRACTION of the TTFT SLO (pacing must never cost the
+        TTFT SLO)."""
+        abc = self._abc
+        if abc is None or abc[2] <= 1e-9:
+            return UNPACED
+        if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
+            return UNPACED
+        a, b, c = abc
+        return max(0.0, 1000.0 * (self.d_sla - a - b * len(sample.running)) / c)
+
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
         budget = self.total_tokens * self.kv_fraction * self.scale
@@ -334,7 +363,7 @@ class AdaptiveController:
         n_bar, x_bar, t_bar = fit.means()
         # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
         target = self.d_sla / self.spread
-        abc = fit.solve()
+        abc = self._abc = fit.solve()
         if abc is not None:
             a, b, c = abc
             # In steady state each request brings its prompt once per L steps, so the
@@ -416,6 +445,7 @@ _ADAPTIVE_PARAMS = (
     "stabilization_s",
     "ttft_sla_s",
     "forecast_overflow_prob",
+    "prefill_pacing",
 )
 
 

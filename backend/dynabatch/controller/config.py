@@ -119,6 +119,15 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         group=_G,
     ),
     ParamSpec(
+        "prefill_pacing",
+        bool,
+        False,
+        "`adaptive`: pace admissions by their prompt tokens so that no iteration's "
+        "predicted latency (the learned step-latency fit) exceeds tpot_sla_ms; lifted "
+        "while the oldest queued request has waited a quarter of ttft_sla_s",
+        group=_G,
+    ),
+    ParamSpec(
         "kv_target_fraction",
         float,
         0.97,
