@@ -152,3 +152,12 @@ def test_pacing_holds_p99_tpot_under_a_tight_slo_through_the_benchmark_path():
     tpot = {k: round(r["tpot_p99_s"] * 1000, 2) for k, r in rows.items()}
     assert tpot[True] < tpot[False], tpot
     assert meets_slo_percentile(rows[True], slo) and not meets_slo_percentile(rows[False], slo)
+
+
+def test_no_pacing_when_decode_alone_misses_the_slo():
+    # 8 + 0.2 * 70 = 22 ms > 20 ms before any prefill: no allowance would meet the SLO
+    ctl = paced_adaptive()
+    t = feed_fit(ctl)
+    s = iteration_stats(t=t + 0.01, total=100_000, latency=22.0, gen=70)
+    ctl.update(ControlInput(s, 3, 0.1, running(70)))
+    assert ctl.prefill_tokens_per_step == UNPACED

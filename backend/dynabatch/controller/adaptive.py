@@ -331,16 +331,19 @@ class AdaptiveController:
         that carries several prompts at once (a burst) is what pushes the TPOT of the
         short requests beside it past D, and TensorRT-LLM cannot cap the tokens of an
         iteration at run time, so the gate spreads the prompts over iterations instead.
-        Unpaced until the fit knows the prefill cost, and once the queue's oldest request
-        has waited _PACE_TTFT_FRACTION of the TTFT SLO (pacing must never cost the
-        TTFT SLO)."""
+        Unpaced until the fit knows the prefill cost, when decode alone misses D, and
+        once the queue's oldest request has waited _PACE_TTFT_FRACTION of the TTFT SLO
+        (pacing must never cost the TTFT SLO)."""
         abc = self._abc
         if abc is None or abc[2] <= 1e-9:
             return UNPACED
         if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
             return UNPACED
         a, b, c = abc
-        return max(0.0, 1000.0 * (self.d_sla - a - b * len(sample.running)) / c)
+        headroom_ms = self.d_sla - a - b * len(sample.running)
+        # Decode alone already misses the SLO at this batch: no pace would meet it, and
+        # pacing then would only hold the queue back (the SLA bound's business)
+        return 1000.0 * headroom_ms / c if headroom_ms > 0 else UNPACED
 
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
