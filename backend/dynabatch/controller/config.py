@@ -69,7 +69,8 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         "tpot_sla_tolerance_ms",
         float,
         5.0,
-        "`paper_sla`: tolerance band eps_D around D_SLA (ms)",
+        "`paper_sla`: tolerance band eps_D around D_SLA (ms; absolute: the default is 5 % "
+        "of the default tpot_sla_ms, scale it with the SLO)",
         min=0.0,
         group=_G,
     ),
