@@ -34,46 +34,57 @@ def admissions_per_pass(core: ServingCore, engine: OneTokenEngine, passes: int) 
     return counts
 
 
+def start_decoding(core: ServingCore, engine: OneTokenEngine, sink: Recorder) -> None:
+    """One long request admitted and past its first token: its TPOT now runs."""
+    core.submit(req(100, n=100, prompt=4), sink)
+    core.step()
+    engine.step()
+    core.step()
+    assert core.decoding == 1
+
+
 def test_core_spreads_prompts_by_the_controllers_allowance():
-    # 100 prompt tokens per iteration, prompts of 250: one admission, then the debt
-    # (-150) is paid over two iterations before the next one goes
+    # 100 prompt tokens per iteration, prompts of 250, one request decoding: one
+    # admission, then the debt (-150) is paid over two iterations before the next
     engine = OneTokenEngine()
     core = ServingCore(engine, PacedLimit(64, prefill_tokens_per_step=100.0), AdmissionGate())
     sink = Recorder()
+    start_decoding(core, engine, sink)
+    engine.step()
     for rid in range(4):
         core.submit(req(rid, n=30, prompt=250), sink)
     counts = admissions_per_pass(core, engine, 12)
     assert sum(counts) == 4 and max(counts) == 1
     starts = [k for k, c in enumerate(counts) if c]
-    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [
-        2,
-        3,
-        2,
-    ]  # 250 / 100 = 2.5 iterations per prompt
+    assert [b - a for a, b in zip(starts, starts[1:], strict=False)] == [2, 3, 2]  # 2.5 each
 
 
 def test_unpaced_controller_admits_the_whole_burst_at_once():
     engine = OneTokenEngine()
     core = ServingCore(engine, PacedLimit(64), AdmissionGate())
     sink = Recorder()
+    start_decoding(core, engine, sink)
+    engine.step()
     for rid in range(4):
         core.submit(req(rid, n=30, prompt=250), sink)
     assert admissions_per_pass(core, engine, 2) == [4, 0]
 
 
-def test_an_idle_engine_takes_a_prompt_larger_than_the_allowance():
+def test_a_burst_into_an_engine_with_nothing_decoding_goes_at_once():
+    # no request decodes, so no TPOT to protect: the burst is prefilled together (paced,
+    # its prompts would land in the decode steps of the ones admitted first)
     engine = OneTokenEngine()
     core = ServingCore(engine, PacedLimit(64, prefill_tokens_per_step=0.0), AdmissionGate())
     sink = Recorder()
-    core.submit(req(1, n=2, prompt=500), sink)
-    core.submit(req(2, n=2, prompt=500), sink)
-    # nothing allowed per iteration: each request goes only once the engine is empty,
-    # never stalls, and every request gets exactly one final response
-    for _ in range(20):
-        core.step()
-        engine.step()
-    assert engine.submitted == [1, 2]
-    assert sink.final(1).finish_reason is not None and sink.final(2).finish_reason is not None
+    for rid in range(3):
+        core.submit(req(rid, n=3, prompt=500), sink)
+    assert admissions_per_pass(core, engine, 1) == [3]
+    # once they decode, a newcomer waits for credit (none here) until they finish, and
+    # every request gets exactly one final response
+    core.submit(req(9, n=2, prompt=500), sink)
+    counts = admissions_per_pass(core, engine, 8)
+    assert counts[:2] == [0, 0] and sum(counts) == 1
+    assert all(sink.final(rid).finish_reason is not None for rid in (0, 1, 2, 9))
 
 
 def test_credit_is_one_iteration_deep():
@@ -124,12 +135,14 @@ def test_adaptive_allowance_keeps_the_predicted_step_within_the_tpot_slo():
     assert abs(ctl.prefill_tokens_per_step - 500.0) < 5.0
 
 
-def test_pacing_is_lifted_once_the_queue_head_waited_a_quarter_of_the_ttft():
+def test_a_request_per_iteration_once_the_queue_head_waited_a_quarter_of_the_ttft():
     ctl = paced_adaptive()
     t = feed_fit(ctl)
     s = iteration_stats(t=t + 0.01, total=100_000, latency=10.0, gen=10)
-    ctl.update(ControlInput(s, 3, 0.6, running(10)))  # 0.6 s > 2 s / 4
-    assert ctl.prefill_tokens_per_step == UNPACED
+    ctl.update(ControlInput(s, 3, 0.6, running(10), waiting_head=[(3000, 64)]))  # 0.6 > 2 / 4
+    assert ctl.prefill_tokens_per_step == 3000.0  # the head's prompt: it goes next iteration
+    ctl.update(ControlInput(s, 3, 0.4, running(10), waiting_head=[(3000, 64)]))
+    assert abs(ctl.prefill_tokens_per_step - 500.0) < 5.0
 
 
 def test_pacing_off_by_parameter_publishes_no_allowance():

@@ -96,6 +96,7 @@ class ServingCore:
         self.last_stats: IterationStats | None = None
         self.gpu_sample = None  # telemetry.GpuSample, refreshed by the metrics exporter
         self.prefill_credit = PrefillCredit()
+        self.decoding = 0  # running requests past their first token (their TPOT runs)
 
     # ---- any thread -------------------------------------------------------------
     def submit(self, request: GenerationRequest, sink: ResponseSink) -> None:
@@ -233,8 +234,10 @@ class ServingCore:
         credit = self.prefill_credit
         credit.follow(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
         while len(self.running) < limit:
-            # prefill pacing (PrefillCredit); an idle engine always takes the next request
-            if self.running and not credit.open:
+            # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
+            # the requests decoding beside it, and only theirs; with none decoding, the
+            # prompts go together (a burst into an idle engine is prefilled at once)
+            if self.decoding and not credit.open:
                 return
             item = self.gate.admit(now)
             if item is None:
@@ -272,6 +275,7 @@ class ServingCore:
             ttft = None
             if state.first_token_time is None:
                 state.first_token_time = event.time
+                self.decoding += 1
                 ttft = event.time - state.arrival_time
             state.generated += len(event.token_ids)
             self.gate.on_tokens(event.request_id, len(event.token_ids), ttft)
@@ -283,6 +287,8 @@ class ServingCore:
     def _end(self, request_id: int, event: TokenEvent) -> None:
         state = self.running.pop(request_id)
         sink = self._sinks.pop(request_id)
+        if state.first_token_time is not None:
+            self.decoding -= 1
         state.finish_time = event.time
         state.finish_reason = event.finish_reason
         if event.finish_reason in (FinishReason.CANCELLED, FinishReason.STOPPED):

@@ -55,8 +55,8 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
 # the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
-# Prefill pacing is lifted once the queue's oldest request has waited this part of the
-# TTFT SLO: pacing trades a little TTFT for TPOT, never the TTFT SLO itself.
+# Prefill pacing admits at least one request per iteration once the queue's oldest
+# request has waited this part of the TTFT SLO: pacing trades a little TTFT for TPOT.
 _PACE_TTFT_FRACTION = 0.25
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
@@ -331,19 +331,25 @@ class AdaptiveController:
         that carries several prompts at once (a burst) is what pushes the TPOT of the
         short requests beside it past D, and TensorRT-LLM cannot cap the tokens of an
         iteration at run time, so the gate spreads the prompts over iterations instead.
-        Unpaced until the fit knows the prefill cost, when decode alone misses D, and
-        once the queue's oldest request has waited _PACE_TTFT_FRACTION of the TTFT SLO
-        (pacing must never cost the TTFT SLO)."""
+        Unpaced until the fit knows the prefill cost, and when decode alone misses D.
+        TTFT in view: once the queue's oldest request has waited _PACE_TTFT_FRACTION of
+        the TTFT SLO, the allowance is at least the queue head's prompt, so at least one
+        request goes per iteration (lifting pacing there instead let the backlog of a
+        burst in at once, a worse step than no pacing at all)."""
         abc = self._abc
         if abc is None or abc[2] <= 1e-9:
             return UNPACED
-        if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
-            return UNPACED
         a, b, c = abc
         headroom_ms = self.d_sla - a - b * len(sample.running)
-        # Decode alone already misses the SLO at this batch: no pace would meet it, and
-        # pacing then would only hold the queue back (the SLA bound's business)
-        return 1000.0 * headroom_ms / c if headroom_ms > 0 else UNPACED
+        if headroom_ms <= 0:
+            # decode alone already misses the SLO at this batch: no pace would meet it,
+            # and pacing then would only hold the queue back (the SLA bound's business)
+            return UNPACED
+        allowance = 1000.0 * headroom_ms / c
+        if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
+            head = sample.waiting_head
+            allowance = max(allowance, float(head[0][0]) if head else UNPACED)
+        return allowance
 
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
