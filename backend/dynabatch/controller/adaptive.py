@@ -142,7 +142,7 @@ class AdaptiveController:
         stabilization_s: float,
         ttft_sla_s: float,
         forecast_overflow_prob: float = 0.2,
-        prefill_pacing: bool = False,
+        prefill_pacing: bool = True,
     ) -> None:
         # KV pool: the engine's latest report (kv_capacity.py); 0 while unknown
         self.capacity = CapacityTracker()

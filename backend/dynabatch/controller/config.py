@@ -122,10 +122,11 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
     ParamSpec(
         "prefill_pacing",
         bool,
-        False,
+        True,
         "`adaptive`: pace admissions by their prompt tokens so that no iteration's "
-        "predicted latency (the learned step-latency fit) exceeds tpot_sla_ms; lifted "
-        "while the oldest queued request has waited a quarter of ttft_sla_s",
+        "predicted latency (the learned step-latency fit) exceeds tpot_sla_ms while "
+        "requests decode; at least one request per iteration once the oldest queued "
+        "request has waited a quarter of ttft_sla_s",
         group=_G,
     ),
     ParamSpec(
