@@ -266,6 +266,18 @@ class AdaptiveController:
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
+        elif (
+            self.ttft_pressure
+            and self.stabilization_s > self.ttft_s
+            and self.raw > self.stabilizer.limit
+        ):
+            # The SLA bound stepped aside for TTFT, and a raise held for the stabilisation
+            # window (2 s) would outlast the TTFT SLO itself (interactive: 0.5 s): the
+            # lift takes effect at once, like an eviction's cut. With a TTFT at least as
+            # long as the window it waits as before: forcing it there lost 6 % of
+            # capacity under a 12 ms TPOT (the cut is what holds P99 TPOT through a
+            # burst; docs/CONTROLLER.md §3).
+            self.stabilizer.force(self.raw)
         held = self.stabilizer.update(self.raw, now)
         self._limit = (
             clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
