@@ -66,7 +66,8 @@ def run_capacity_job(job: CapacityJob) -> list[dict]:
 def _search(job: CapacityJob, seed: int, start: float, growth: float) -> dict:
     def meets(rate: float) -> bool:
         wl = probe_workload(job, rate, seed)
-        return meets_slo_percentile(run_policy(wl, job.profile, job.spec, slo=job.slo).row, job.slo)
+        run = run_policy(wl, job.profile, job.spec, slo=job.slo, stop_at_slo_miss=True)
+        return meets_slo_percentile(run.row, job.slo)
 
     res = find_capacity(
         meets,
