@@ -239,9 +239,17 @@ def run_policy(
     busy_s = batch_area = kv_area = 0.0
     last_stats: IterationStats | None = None
     watch = SloMissWatch(records, slo, len(admissible)) if stop_at_slo_miss else None
+    # Did the controller's limit ever hold a request back (the gate still held one
+    # after admission), and the most requests ever admitted at once: a static limit
+    # that never bound gives the same run as any limit >= that peak (probe_memo.py).
+    peak_running, limit_bound = 0, False
 
     def observe() -> bool:
-        nonlocal last_stats, busy_s, batch_area, kv_area
+        nonlocal last_stats, busy_s, batch_area, kv_area, peak_running, limit_bound
+        if len(core.running) > peak_running:
+            peak_running = len(core.running)
+        if not limit_bound and len(gate):
+            limit_bound = True
         stats = core.last_stats
         if stats is not None and stats is not last_stats:
             last_stats = stats
@@ -295,6 +303,8 @@ def run_policy(
             "paused": core.counters.paused_total,
             "recomputed_tokens": core.counters.recomputed_tokens,
             "iterations": iterations,
+            "peak_running": peak_running,
+            "limit_bound": limit_bound,
             "sim_wall_s": round(time.monotonic() - wall0, 3),
         }
     )
