@@ -150,8 +150,18 @@ CELL_COLUMNS = (
 )
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the worker processes):
+    the grid's cost in core-seconds, whatever else shares the machine."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_probes: int):
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _cpu_s()
     cap_jobs = grid_jobs(sl, start_rate, max_probes)
     level_of = {}
     for prof in sl.profiles:
@@ -163,14 +173,16 @@ def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_prob
         r["slo_level"] = level_of[(r["profile"], r["slo_ttft_s"], r["slo_tpot_s"])]
     rows = summarize_seeds(seed_rows, tolerance=sl.rel_tol)
     lines = cell_lines(rows)
-    elapsed = time.monotonic() - t0
+    elapsed, cpu = time.monotonic() - t0, _cpu_s() - cpu0
     out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": "grid",
         "argv": sys.argv[1:],
         "slice": {k: v for k, v in sl.__dict__.items()},
         "wall_s": round(elapsed, 1),
-        "runs": sum(r["probes"] for r in seed_rows),
+        "cpu_s": round(cpu, 1),
+        "probes": sum(r["probes"] for r in seed_rows),
+        "runs": sum(r.get("probes_run", r["probes"]) for r in seed_rows),
     }
     write_json(rows, out / "grid.json", {**meta, "cells": lines})
     from .grid_plots import write_grid_figures
@@ -181,7 +193,8 @@ def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_prob
     (out / "grid.md").write_text(md + "\n")
     print(md)
     print(
-        f"grid: {len(cap_jobs)} searches, {meta['runs']} runs in {elapsed:.0f} s; "
+        f"grid: {len(cap_jobs)} searches, {meta['probes']} probes ({meta['runs']} run, the "
+        f"rest reused) in {elapsed:.0f} s wall, {cpu:.0f} s CPU; "
         f"{len(figures)} figures under {out}/",
         file=sys.stderr,
     )
