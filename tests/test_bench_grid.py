@@ -33,6 +33,25 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
     assert (out / "grid.md").read_text().startswith("| profile | workload | SLO |")
     for png in ("capacity-vs-tpot-llama-3-8b-h100.png", "win-loss-map.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    assert doc["meta"]["cpu_s"] > 0 and doc["meta"]["runs"] <= doc["meta"]["probes"]
+
+    # --rebuild: a later file's row replaces the earlier one, comparisons are made again
+    again = json.loads((out / "grid.json").read_text())
+    ours = next(r for r in again["rows"] if r["policy"] == "adaptive")
+    ours["capacity_by_seed"] = [2 * c for c in ours["capacity_by_seed"]]
+    for k in ("capacity_rps", "capacity_min_rps", "capacity_max_rps"):
+        ours[k] *= 2
+    again["rows"] = [ours]
+    (tmp_path / "later.json").write_text(json.dumps(again))
+    rebuilt = tmp_path / "rebuilt"
+    sources = f"{out / 'grid.json'},{tmp_path / 'later.json'}"
+    assert main(["grid", "--rebuild", sources, "--out", str(rebuilt)]) == 0
+    new_cells = json.loads((rebuilt / "grid.json").read_text())["meta"]["cells"]
+    old = next(c for c in cells if c["slo_level"] == ours["slo_level"])
+    new = next(c for c in new_cells if c["slo_level"] == ours["slo_level"])
+    assert new["adaptive_rps"] == pytest.approx(2 * old["adaptive_rps"])
+    assert new["vs_trtllm_default"] == pytest.approx(2 * old["vs_trtllm_default"])
+    assert len(new_cells) == len(cells)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +63,7 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         (["--policies", "static-x/maxu"], "unknown policy"),
         (["--seeds", "1-a"], "--seeds"),
         (["--static-limits", "8,x"], "--static-limits"),
+        (["--rebuild", "no-such.json"], "--rebuild"),
     ],
 )
 def test_grid_mistakes_get_one_line_error(extra, names, tmp_path, capsys):

@@ -10,8 +10,10 @@ figures (grid_plots.py). `--slice ci` is the small slice the tests run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from .capacity_runner import (
     parse_seeds,
     run_capacity_jobs,
 )
-from .capacity_stats import BASELINES, DENSE_LIMITS, cell_key, summarize_seeds
+from .capacity_stats import BASELINES, DENSE_LIMITS, cell_key, compare_cell, summarize_seeds
 from .grid_cells import SLO_LEVELS, WORKLOADS, grid_profiles, slo_level
 from .report import write_json
 from .suite import DEFAULT_POLICY, DYNAMIC, policy_lineup, select
@@ -172,9 +174,7 @@ def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_prob
     for r in seed_rows:
         r["slo_level"] = level_of[(r["profile"], r["slo_ttft_s"], r["slo_tpot_s"])]
     rows = summarize_seeds(seed_rows, tolerance=sl.rel_tol)
-    lines = cell_lines(rows)
     elapsed, cpu = time.monotonic() - t0, _cpu_s() - cpu0
-    out.mkdir(parents=True, exist_ok=True)
     meta = {
         "command": "grid",
         "argv": sys.argv[1:],
@@ -184,21 +184,52 @@ def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_prob
         "probes": sum(r["probes"] for r in seed_rows),
         "runs": sum(r.get("probes_run", r["probes"]) for r in seed_rows),
     }
-    write_json(rows, out / "grid.json", {**meta, "cells": lines})
-    from .grid_plots import write_grid_figures
-    from .report import format_markdown
-
-    figures = write_grid_figures(rows, lines, out)
-    md = format_markdown(lines, CELL_COLUMNS)
-    (out / "grid.md").write_text(md + "\n")
-    print(md)
+    lines = write_grid(rows, out, meta)
     print(
         f"grid: {len(cap_jobs)} searches, {meta['probes']} probes ({meta['runs']} run, the "
-        f"rest reused) in {elapsed:.0f} s wall, {cpu:.0f} s CPU; "
-        f"{len(figures)} figures under {out}/",
+        f"rest reused) in {elapsed:.0f} s wall, {cpu:.0f} s CPU; figures under {out}/",
         file=sys.stderr,
     )
     return rows, lines
+
+
+def write_grid(rows: list[dict], out: Path, meta: dict) -> list[dict]:
+    """grid.json (rows + one line per cell), grid.md and the figures."""
+    from .grid_plots import write_grid_figures
+    from .report import format_markdown
+
+    lines = cell_lines(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(rows, out / "grid.json", {**meta, "cells": lines})
+    write_grid_figures(rows, lines, out)
+    md = format_markdown(lines, CELL_COLUMNS)
+    (out / "grid.md").write_text(md + "\n")
+    print(md)
+    return lines
+
+
+_COMPARISONS = ("vs_", "wtl_", "best_static")
+
+
+def rebuild_grid(paths: Sequence[Path], out: Path) -> list[dict]:
+    """One grid from the rows of several grid.json files: a (cell, policy) row of a later
+    file replaces an earlier one (re-run one policy after a change, keep the rest), and
+    every comparison is made again over the rows that remain."""
+    from .report import read_json
+
+    merged: dict[tuple, dict] = {}
+    metas = []
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        metas.append({"file": str(path), **{k: v for k, v in doc["meta"].items() if k != "cells"}})
+        for r in read_json(path):
+            row = {k: v for k, v in r.items() if not k.startswith(_COMPARISONS)}
+            merged[(*cell_key(row), row["policy"])] = row
+    rows = list(merged.values())
+    tolerance = min(r["rel_tol"] for r in rows)
+    for cell in dict.fromkeys(cell_key(r) for r in rows):
+        compare_cell([r for r in rows if cell_key(r) == cell], tolerance)
+    return write_grid(rows, out, {"command": "grid --rebuild", "sources": metas})
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -225,6 +256,11 @@ def register(subparsers) -> None:
     g.add_argument("--max-probes", type=int, default=14, help="runs per search at most")
     g.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     g.add_argument("--out", default="out/grid", help="output directory (default out/grid)")
+    g.add_argument(
+        "--rebuild",
+        help="run nothing: one grid from these grid.json files (comma-separated; a later "
+        "file's row replaces an earlier one's for the same cell and policy)",
+    )
     g.set_defaults(func=cmd_grid)
 
 
@@ -283,6 +319,14 @@ def slice_from_args(args) -> GridSlice:
 
 
 def cmd_grid(args) -> int:
+    if args.rebuild:
+        paths = [Path(p) for p in _csv(args.rebuild)]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            print(f"error: --rebuild: no such file {', '.join(missing)}", file=sys.stderr)
+            return 2
+        rebuild_grid(paths, Path(args.out))
+        return 0
     try:
         sl = slice_from_args(args)
     except ValueError as exc:
