@@ -42,8 +42,15 @@ class GridSlice:
     policies: tuple[str, ...] | None  # None: the whole line-up (+ the static sweep)
 
 
+# What a cell compares: every static configuration ("static": TensorRT-LLM's and vLLM's
+# defaults and the sweep of limits under both capacity policies), the dynamic baselines
+# the issue names, and adaptive. (paper_memory, the memory half of `paper`, is left out
+# of the default; `--policies` still runs it.)
+GRID_POLICIES = ("static", "trtllm_tuner", "sglang_ratio", "paper", "paper_sla", "adaptive")
+
 # Sized for a test: one profile, one mix, two SLO levels (two points on the TPOT axis),
-# two seeds, small probes, a coarse tolerance; seconds, not minutes.
+# two seeds, small probes, a coarse tolerance, three limits of the sweep; seconds, not
+# minutes.
 CI_SLICE = GridSlice(
     profiles=("llama-3-8b-h100",),
     workloads=("short-long",),
@@ -51,8 +58,8 @@ CI_SLICE = GridSlice(
     seeds=(0, 1),
     requests=80,
     rel_tol=0.15,
-    static_limits=(8,),
-    policies=("trtllm_default", "static-8/maxu", "adaptive"),
+    static_limits=(8, 64),
+    policies=GRID_POLICIES,
 )
 
 
@@ -65,7 +72,7 @@ def full_slice() -> GridSlice:
         requests=DEFAULT_REQUESTS,
         rel_tol=DEFAULT_REL_TOL,
         static_limits=DENSE_LIMITS,
-        policies=None,
+        policies=GRID_POLICIES,
     )
 
 
@@ -251,7 +258,11 @@ def register(subparsers) -> None:
     g.add_argument("--requests", type=int, help=f"requests per probe ({DEFAULT_REQUESTS})")
     g.add_argument("--rel-tol", type=float, help=f"bisection tolerance ({DEFAULT_REL_TOL})")
     g.add_argument("--static-limits", help="static sweep, N,N,... (both capacity policies)")
-    g.add_argument("--policies", help="comma-separated policy labels (default all but oracle)")
+    g.add_argument(
+        "--policies",
+        help="comma-separated policy labels or controller names "
+        f"(default {','.join(GRID_POLICIES)})",
+    )
     g.add_argument("--start-rate", type=float, default=1.0, help="first probed rate (req/s)")
     g.add_argument("--max-probes", type=int, default=14, help="runs per search at most")
     g.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
