@@ -37,6 +37,8 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         assert sum(int(v) for v in cell["wtl_best_static"].split("/")) == 2
         assert cell["adaptive_rps"] > 0
     assert (out / "grid.md").read_text().startswith("| profile | workload | SLO |")
+    tables = (out / "grid-policies.md").read_text()
+    assert tables.count("#### llama-3-8b-h100, short-long") == 2 and "| `adaptive` |" in tables
     for png in ("capacity-vs-tpot-llama-3-8b-h100.png", "win-loss-map.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     # the sweep's higher limits reuse the probes of the lower ones where those never bound

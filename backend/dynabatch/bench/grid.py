@@ -211,8 +211,37 @@ def write_grid(rows: list[dict], out: Path, meta: dict) -> list[dict]:
     write_grid_figures(rows, lines, out)
     md = format_markdown(lines, CELL_COLUMNS)
     (out / "grid.md").write_text(md + "\n")
+    (out / "grid-policies.md").write_text(policy_tables(rows))
     print(md)
     return lines
+
+
+def policy_tables(rows: list[dict]) -> str:
+    """Per cell, every policy: median [min-max], per seed, and its ratio to the best
+    static (worst seed) with W/T/L; best first."""
+    parts = []
+    for key in dict.fromkeys(cell_key(r) for r in rows):
+        cell = sorted((r for r in rows if cell_key(r) == key), key=lambda r: -r["capacity_rps"])
+        first = cell[0]
+        parts.append(
+            f"#### {first['profile']}, {first['workload']}, {first.get('slo_level')} "
+            f"({first['slo_ttft_s']:g} s / {first['slo_tpot_s'] * 1000:g} ms)\n\n"
+            "| policy | median [min-max] req/s | per seed | x best static (worst seed), "
+            "W/T/L |\n|---|---|---|---|"
+        )
+        for r in cell:
+            seeds = " ".join(f"{c:.3g}" for c in r["capacity_by_seed"])
+            vs = (
+                f"{r['vs_best_static']:.2f} ({r['vs_best_static_min']:.2f}), {r['wtl_best_static']}"
+                if "vs_best_static" in r
+                else ""
+            )
+            parts.append(
+                f"| `{r['policy']}` | {r['capacity_rps']:.3g} [{r['capacity_min_rps']:.3g}-"
+                f"{r['capacity_max_rps']:.3g}] | {seeds} | {vs} |"
+            )
+        parts.append("")
+    return "\n".join(parts) + "\n"
 
 
 _COMPARISONS = ("vs_", "wtl_", "best_static")
