@@ -18,3 +18,16 @@ def test_controller_gets_the_runs_ttft_and_tpot_slo(monkeypatch):
     wl = synthetic(5, 2.0, seed=1, max_new_tokens=16)
     run_policy(wl, "llama-3-8b-h100", PolicySpec("adaptive", "adaptive", MAXU), slo=Slo(0.5, 0.03))
     assert seen["ttft_sla_s"] == 0.5 and seen["tpot_sla_ms"] == 30.0
+
+
+def test_paper_sla_band_scales_with_the_tpot_slo():
+    """paper_sla's tolerance eps_D follows the SLO (5 % of it, as the defaults' 5 ms at
+    100 ms): an absolute 5 ms around a 12 ms target puts the band's floor (7 ms) under
+    llama-3-8b-h100's one-request step (7.2 ms on simulator v2), so the window never
+    grows past two requests and the queue runs away."""
+    from dynabatch.bench.metrics import meets_slo_percentile
+
+    slo = Slo(2.0, 0.012)
+    wl = synthetic(300, 3.0, seed=3, prompt_median=512, output_median=128, max_new_tokens=512)
+    row = run_policy(wl, "llama-3-8b-h100", PolicySpec("paper_sla", "paper_sla", MAXU), slo=slo).row
+    assert meets_slo_percentile(row, slo), (row["ttft_p99_s"], row["tpot_p99_s"])

@@ -14,7 +14,7 @@ from collections import deque
 from dataclasses import dataclass
 from typing import Protocol
 
-from .controller.base import Controller
+from .controller.base import UNPACED, Controller
 from .engines.base import Engine, EngineError
 from .gate import AdmissionGate
 from .types import (
@@ -48,6 +48,41 @@ class CoreCounters:
     recomputed_tokens: int = 0
 
 
+@dataclass
+class PrefillCredit:
+    """The account behind prefill pacing: a token bucket one iteration deep.
+
+    The controller publishes the prompt tokens it allows per engine iteration
+    (`prefill_tokens_per_step`; base.UNPACED = no pacing). Each iteration adds that
+    much, up to one iteration's worth; an admission spends its prompt. A request is
+    admitted while the balance is positive, so a prompt larger than one iteration's
+    allowance still goes (alone) and the debt is paid over the next iterations:
+    pacing spreads prompts, it never refuses one."""
+
+    balance: float = UNPACED
+    per_step: float = UNPACED
+
+    def follow(self, per_step: float) -> None:
+        """Take the controller's current allowance (pacing starts with a full bucket)."""
+        if per_step == UNPACED or self.balance == UNPACED:
+            self.balance = per_step
+        self.per_step = per_step
+
+    def refill(self, per_step: float) -> None:
+        """One engine iteration passed: add one iteration's allowance."""
+        if per_step != UNPACED and self.balance != UNPACED:
+            self.balance = min(per_step, self.balance + per_step)
+        self.follow(per_step)
+
+    @property
+    def open(self) -> bool:
+        return self.balance > 0
+
+    def spend(self, prompt_tokens: int) -> None:
+        if self.balance != UNPACED:
+            self.balance -= prompt_tokens
+
+
 class ServingCore:
     def __init__(self, engine: Engine, controller: Controller, gate: AdmissionGate) -> None:
         self.engine = engine
@@ -60,6 +95,8 @@ class ServingCore:
         self.counters = CoreCounters()
         self.last_stats: IterationStats | None = None
         self.gpu_sample = None  # telemetry.GpuSample, refreshed by the metrics exporter
+        self.prefill_credit = PrefillCredit()
+        self.decoding = 0  # running requests past their first token (their TPOT runs)
 
     # ---- any thread -------------------------------------------------------------
     def submit(self, request: GenerationRequest, sink: ResponseSink) -> None:
@@ -126,6 +163,7 @@ class ServingCore:
                     gpu=self.gpu_sample,
                 )
             )
+            self.prefill_credit.refill(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1
@@ -151,6 +189,7 @@ class ServingCore:
             )
         self.engine, self.controller = engine, controller
         self.last_stats = None
+        self.prefill_credit = PrefillCredit()
 
     def fail_all(self, message: str) -> None:
         """Give every queued and running request a final error (engine fault, shutdown)."""
@@ -192,11 +231,19 @@ class ServingCore:
 
     def _admit(self, now: float) -> None:
         limit = self.controller.limit
+        credit = self.prefill_credit
+        credit.follow(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
         while len(self.running) < limit:
+            # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
+            # the requests decoding beside it, and only theirs; with none decoding, the
+            # prompts go together (a burst into an idle engine is prefilled at once)
+            if self.decoding and not credit.open:
+                return
             item = self.gate.admit(now)
             if item is None:
                 return
             req = item.request
+            credit.spend(req.prompt_len)
             self.running[req.request_id] = RequestState(
                 request_id=req.request_id,
                 prompt_len=req.prompt_len,
@@ -228,6 +275,7 @@ class ServingCore:
             ttft = None
             if state.first_token_time is None:
                 state.first_token_time = event.time
+                self.decoding += 1
                 ttft = event.time - state.arrival_time
             state.generated += len(event.token_ids)
             self.gate.on_tokens(event.request_id, len(event.token_ids), ttft)
@@ -239,6 +287,8 @@ class ServingCore:
     def _end(self, request_id: int, event: TokenEvent) -> None:
         state = self.running.pop(request_id)
         sink = self._sinks.pop(request_id)
+        if state.first_token_time is not None:
+            self.decoding -= 1
         state.finish_time = event.time
         state.finish_reason = event.finish_reason
         if event.finish_reason in (FinishReason.CANCELLED, FinishReason.STOPPED):

@@ -17,7 +17,7 @@ from typing import Any
 import numpy as np
 
 from ..types import ControlInput, FinishReason, RequestState
-from .base import LimitDecision
+from .base import UNPACED, LimitDecision
 from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
 from .kv_capacity import CAPACITY_UNKNOWN, CapacityTracker
 from .kv_forecast import SurvivalTable
@@ -44,6 +44,10 @@ _SLA_START = 8  # SLA bound before any latency is seen (grows from there)
 _SCALE_MIN = 0.3  # the eviction back-off never drops the KV budget below this
 _WARMUP_FINISHED = 8  # finished requests before the length model is trusted
 _FORECAST_EVERY = 8  # updates between forecasts while the batch and queue head stand still
+# ... and at least one update per this many running requests: a forecast costs O(running)
+# (~130 us at 256), and in 16 steps each request grows 16 tokens, less than the horizon
+# grid resolves (2, 8, 16, 32, ... steps); a request that leaves still triggers one at once
+_FORECAST_RUNNING_PER_UPDATE = 16
 _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # TTFT in view for memory: the overflow margin of the forecast shrinks linearly with the
 # queue head's wait, to none (the mean forecast) once it has waited this part of the TTFT
@@ -51,6 +55,9 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
 # the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
+# Prefill pacing admits at least one request per iteration once the queue's oldest
+# request has waited this part of the TTFT SLO: pacing trades a little TTFT for TPOT.
+_PACE_TTFT_FRACTION = 0.25
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
 
@@ -135,6 +142,7 @@ class AdaptiveController:
         stabilization_s: float,
         ttft_sla_s: float,
         forecast_overflow_prob: float = 0.2,
+        prefill_pacing: bool = True,
     ) -> None:
         # KV pool: the engine's latest report (kv_capacity.py); 0 while unknown
         self.capacity = CapacityTracker()
@@ -183,6 +191,11 @@ class AdaptiveController:
         self._forecast_key = 0  # batch size at the last update
         self._forecast_age = _FORECAST_EVERY  # the first update computes one
         self.b_forecast = math.inf
+        # prefill pacing: prompt tokens the core may admit per iteration (base.UNPACED = no
+        # pacing), from the step-latency fit (a, b, c) of the last generation step
+        self.pacing = prefill_pacing
+        self.prefill_tokens_per_step = UNPACED
+        self._abc: tuple[float, float, float] | None = None
 
     # ---- feedback -------------------------------------------------------------
     def on_request_finish(self, state: RequestState) -> None:
@@ -234,6 +247,8 @@ class AdaptiveController:
         # capacity on llama-3-8b-h100 under a 12 ms TPOT: the cut is what holds TPOT
         # through a burst, and 2,000-request probes showed it; docs/CONTROLLER.md §3.)
         self.ttft_pressure = bool(self.ttft_s) and sample.oldest_wait_s > self.ttft_s
+        if self.pacing:
+            self.prefill_tokens_per_step = self._prefill_budget(sample)
         warm = len(self.lengths) >= _WARMUP_FINISHED
         if sample.waiting_head:
             self._head_seen = True
@@ -251,6 +266,18 @@ class AdaptiveController:
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
+        elif (
+            self.ttft_pressure
+            and self.stabilization_s > self.ttft_s
+            and self.raw > self.stabilizer.limit
+        ):
+            # The SLA bound stepped aside for TTFT, and a raise held for the stabilisation
+            # window (2 s) would outlast the TTFT SLO itself (interactive: 0.5 s): the
+            # lift takes effect at once, like an eviction's cut. With a TTFT at least as
+            # long as the window it waits as before: forcing it there lost 6 % of
+            # capacity under a 12 ms TPOT (the cut is what holds P99 TPOT through a
+            # burst; docs/CONTROLLER.md §3).
+            self.stabilizer.force(self.raw)
         held = self.stabilizer.update(self.raw, now)
         self._limit = (
             clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
@@ -272,7 +299,11 @@ class AdaptiveController:
         n = len(running)
         self._forecast_age += 1
         if not paused and (
-            not head or (n >= self._forecast_key and self._forecast_age < _FORECAST_EVERY)
+            not head
+            or (
+                n >= self._forecast_key
+                and self._forecast_age < max(_FORECAST_EVERY, n // _FORECAST_RUNNING_PER_UPDATE)
+            )
         ):
             self._forecast_key = n
             return self.b_forecast
@@ -305,6 +336,33 @@ class AdaptiveController:
             return 1.0
         return max(0.0, 1.0 - oldest_wait_s / (_RISK_TTFT_FRACTION * self.ttft_s))
 
+    def _prefill_budget(self, sample: ControlInput) -> float:
+        """Prompt tokens per iteration that keep an iteration's predicted latency within
+        the TPOT SLO: t = a + b n + c x <= D with n the running requests, so x <= (D - a -
+        b n) / c. A request's TPOT is the mean of the steps it decodes through; a step
+        that carries several prompts at once (a burst) is what pushes the TPOT of the
+        short requests beside it past D, and TensorRT-LLM cannot cap the tokens of an
+        iteration at run time, so the gate spreads the prompts over iterations instead.
+        Unpaced until the fit knows the prefill cost, and when decode alone misses D.
+        TTFT in view: once the queue's oldest request has waited _PACE_TTFT_FRACTION of
+        the TTFT SLO, the allowance is at least the queue head's prompt, so at least one
+        request goes per iteration (lifting pacing there instead let the backlog of a
+        burst in at once, a worse step than no pacing at all)."""
+        abc = self._abc
+        if abc is None or abc[2] <= 1e-9:
+            return UNPACED
+        a, b, c = abc
+        headroom_ms = self.d_sla - a - b * len(sample.running)
+        if headroom_ms <= 0:
+            # decode alone already misses the SLO at this batch: no pace would meet it,
+            # and pacing then would only hold the queue back (the SLA bound's business)
+            return UNPACED
+        allowance = 1000.0 * headroom_ms / c
+        if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
+            head = sample.waiting_head
+            allowance = max(allowance, float(head[0][0]) if head else UNPACED)
+        return allowance
+
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
         budget = self.total_tokens * self.kv_fraction * self.scale
@@ -334,7 +392,7 @@ class AdaptiveController:
         n_bar, x_bar, t_bar = fit.means()
         # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
         target = self.d_sla / self.spread
-        abc = fit.solve()
+        abc = self._abc = fit.solve()
         if abc is not None:
             a, b, c = abc
             # In steady state each request brings its prompt once per L steps, so the
@@ -416,6 +474,7 @@ _ADAPTIVE_PARAMS = (
     "stabilization_s",
     "ttft_sla_s",
     "forecast_overflow_prob",
+    "prefill_pacing",
 )
 
 

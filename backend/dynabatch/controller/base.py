@@ -6,10 +6,16 @@ Controllers are pure: no I/O, no threads, no clock of their own. Time comes in w
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from typing import Protocol
 
 from ..types import ControlInput, RequestState
+
+# Prefill pacing: a controller may publish `prefill_tokens_per_step`, the prompt tokens
+# the serving core may admit per engine iteration on average (core.PrefillCredit keeps
+# the account). A controller without it, or with this value, is not paced.
+UNPACED = math.inf
 
 
 @dataclass(frozen=True)

@@ -69,7 +69,8 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         "tpot_sla_tolerance_ms",
         float,
         5.0,
-        "`paper_sla`: tolerance band eps_D around D_SLA (ms)",
+        "`paper_sla`: tolerance band eps_D around D_SLA (ms; absolute: the default is 5 % "
+        "of the default tpot_sla_ms, scale it with the SLO)",
         min=0.0,
         group=_G,
     ),
@@ -116,6 +117,16 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
         "the TPOT bound steps aside; as its wait nears half of it, the KV forecast sheds "
         "its overflow margin (0 = never)",
         min=0.0,
+        group=_G,
+    ),
+    ParamSpec(
+        "prefill_pacing",
+        bool,
+        True,
+        "`adaptive`: pace admissions by their prompt tokens so that no iteration's "
+        "predicted latency (the learned step-latency fit) exceeds tpot_sla_ms while "
+        "requests decode; at least one request per iteration once the oldest queued "
+        "request has waited a quarter of ttft_sla_s",
         group=_G,
     ),
     ParamSpec(
