@@ -72,3 +72,34 @@ def test_sla_bound_nudges_part_way_to_the_solution(start, lo, hi):
     ctl.b_sla = start
     steady(ctl, now + 2.5, start_s=now)
     assert lo <= ctl.b_sla <= hi
+
+
+def test_tpot_spread_waits_for_128_finished_requests():
+    # The first requests to finish are the short ones, whose TPOT carries the most
+    # prefill: k is not read from fewer than 128 of them (32 overstated it by ~20 %).
+    ctl, now = adaptive(), 0.0
+    for k in range(400):  # the latency fit gathers history first
+        now += 0.02
+        ctl.update(ControlInput(stats(now, latency=20.0, gen=5 + k % 3), 0, 0.0, {}))
+
+    def finish(i):
+        first = now - 9 * 1.5 * 20.0 / 1000.0  # TPOT 1.5x the step latency
+        ctl.on_request_finish(
+            RequestState(
+                i,
+                100,
+                1024,
+                0.0,
+                0.0,
+                generated=10,
+                first_token_time=first,
+                finish_time=now,
+                finish_reason=FinishReason.EOS,
+            )
+        )
+
+    for i in range(127):
+        finish(i)
+    assert ctl.spread == 1.0
+    finish(127)
+    assert 1.4 < ctl.spread < 1.6

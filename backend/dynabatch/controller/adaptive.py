@@ -33,7 +33,10 @@ from .registry import Bounds, params_of
 # minute), which inflated k and held the batch well below what the SLO allows.
 _RATIO_WINDOW = 1024  # finished requests whose ratio r_i the percentile is taken over
 _RATIO_MIN_FIT = 256  # iterations in the latency fit before ratios are recorded
-_RATIO_MIN = 32  # ratios needed before k is estimated
+# ratios needed before k is estimated: the first requests to finish are the short ones,
+# whose TPOT carries the most prefill; 32 of them read k 1.46 where a run settles at 1.24
+# (llama-3-8b-h100, 30 ms), and the SLA bound cut the batch while the queue grew
+_RATIO_MIN = 128
 _STEP_EWMA = 1.0 / 8  # weight of the recent step latency / batch (slope-free fallback)
 _LATENCY_HALF_LIFE = 2048  # iterations: forgetting of the latency-vs-batch fit
 _RATIO_REF_HALF_LIFE = 64  # iterations: half-life of t_loc, the ratios' reference
