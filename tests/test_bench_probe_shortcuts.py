@@ -73,3 +73,10 @@ def test_a_sweep_with_the_memo_finds_the_capacities_of_separate_searches():
     assert grouped[0][0]["probes_run"] == grouped[0][0]["probes"]
     assert grouped[1][0]["probes_run"] < grouped[1][0]["probes"]
     assert grouped[2][0]["probes_run"] == 0
+
+
+def test_a_row_stopped_early_fails_even_when_what_it_served_met_the_slo():
+    # the requests served before the stop may all be fast; the miss is in the rest
+    row = {"completed": 40, "failed": 0, "ttft_p99_s": 0.1, "tpot_p99_s": 0.01}
+    assert meets_slo_percentile(row, SLO)
+    assert not meets_slo_percentile({**row, "slo_missed_early": True}, SLO)
