@@ -18,12 +18,18 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         ("interactive", 0.03),
         ("tight", tight_tpot_s("llama-3-8b-h100")),
     }
+    sweep = [f"static-{n}/{cap}" for cap in ("gne", "maxu") for n in (8, 64)]
     for cell in cells:
         mine = [r for r in rows if r["slo_level"] == cell["slo_level"]]
-        assert sorted(r["policy"] for r in mine) == ["adaptive", "static-8/maxu", "trtllm_default"]
+        assert sorted(r["policy"] for r in mine) == sorted(
+            ["adaptive", "paper", "paper_sla", "sglang_ratio", "trtllm_tuner"]
+            + ["trtllm_default", "vllm_default", *sweep]
+        )
         statics = [r for r in mine if r["static"]]
         best = max(statics, key=lambda r: r["capacity_rps"])
         assert cell["best_static"] == best["policy"]
+        for b in ("trtllm_default", "vllm_default", "trtllm_tuner", "sglang_ratio", "paper"):
+            assert f"vs_{b}" in cell and f"wtl_{b}" in cell
         ours = next(r for r in mine if r["policy"] == "adaptive")
         assert ours["seeds"] == [0, 1] and ours["requests_per_probe"] == 80
         assert cell["adaptive_rps"] == pytest.approx(sum(ours["capacity_by_seed"]) / 2)
@@ -31,8 +37,30 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         assert sum(int(v) for v in cell["wtl_best_static"].split("/")) == 2
         assert cell["adaptive_rps"] > 0
     assert (out / "grid.md").read_text().startswith("| profile | workload | SLO |")
+    tables = (out / "grid-policies.md").read_text()
+    assert tables.count("#### llama-3-8b-h100, short-long") == 2 and "| `adaptive` |" in tables
     for png in ("capacity-vs-tpot-llama-3-8b-h100.png", "win-loss-map.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    # the sweep's higher limits reuse the probes of the lower ones where those never bound
+    assert doc["meta"]["cpu_s"] > 0 and doc["meta"]["runs"] < doc["meta"]["probes"]
+
+    # --rebuild: a later file's row replaces the earlier one, comparisons are made again
+    again = json.loads((out / "grid.json").read_text())
+    ours = next(r for r in again["rows"] if r["policy"] == "adaptive")
+    ours["capacity_by_seed"] = [2 * c for c in ours["capacity_by_seed"]]
+    for k in ("capacity_rps", "capacity_min_rps", "capacity_max_rps"):
+        ours[k] *= 2
+    again["rows"] = [ours]
+    (tmp_path / "later.json").write_text(json.dumps(again))
+    rebuilt = tmp_path / "rebuilt"
+    sources = f"{out / 'grid.json'},{tmp_path / 'later.json'}"
+    assert main(["grid", "--rebuild", sources, "--out", str(rebuilt)]) == 0
+    new_cells = json.loads((rebuilt / "grid.json").read_text())["meta"]["cells"]
+    old = next(c for c in cells if c["slo_level"] == ours["slo_level"])
+    new = next(c for c in new_cells if c["slo_level"] == ours["slo_level"])
+    assert new["adaptive_rps"] == pytest.approx(2 * old["adaptive_rps"])
+    assert new["vs_trtllm_default"] == pytest.approx(2 * old["vs_trtllm_default"])
+    assert len(new_cells) == len(cells)
 
 
 @pytest.mark.parametrize(
@@ -44,6 +72,7 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         (["--policies", "static-x/maxu"], "unknown policy"),
         (["--seeds", "1-a"], "--seeds"),
         (["--static-limits", "8,x"], "--static-limits"),
+        (["--rebuild", "no-such.json"], "--rebuild"),
     ],
 )
 def test_grid_mistakes_get_one_line_error(extra, names, tmp_path, capsys):

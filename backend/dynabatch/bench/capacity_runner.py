@@ -19,8 +19,10 @@ from dataclasses import dataclass
 from .capacity import find_capacity
 from .capacity_stats import summarize_seeds
 from .metrics import Slo, meets_slo_percentile
+from .probe_memo import ProbeMemo, StaticProbe
 from .report import Progress
 from .runner import PolicySpec, run_policy
+from .suite import ENGINE_MAX_BATCH
 from .workload import Workload, resample
 
 DEFAULT_SEEDS = (0, 1, 2, 3, 4)
@@ -53,20 +55,47 @@ def probe_workload(job: CapacityJob, rate: float, seed: int) -> Workload:
 _WARM_GROWTH = 1.25
 
 
-def run_capacity_job(job: CapacityJob) -> list[dict]:
-    """One policy's capacity searches, one per seed (rows in seed order)."""
+def run_capacity_job(job: CapacityJob, memo: ProbeMemo | None = None) -> list[dict]:
+    """One policy's capacity searches, one per seed (rows in seed order). `memo`: the
+    probes of the static limits run before on the same cell and capacity policy."""
     rows, start, growth = [], job.start, 2.0
     for seed in job.seeds:
-        rows.append(_search(job, seed, start, growth))
+        rows.append(_search(job, seed, start, growth, memo))
         if rows[-1]["capacity_rps"] > 0:
             start, growth = rows[-1]["capacity_rps"], _WARM_GROWTH
     return rows
 
 
-def _search(job: CapacityJob, seed: int, start: float, growth: float) -> dict:
+def static_limit(spec: PolicySpec) -> tuple[int, int] | None:
+    """(limit, engine max batch) of a static policy; None for the others."""
+    if not spec.static or spec.policy != "static":
+        return None
+    return int(dict(spec.params)["static_batch_size"]), spec.max_batch_size or ENGINE_MAX_BATCH
+
+
+def _search(
+    job: CapacityJob, seed: int, start: float, growth: float, memo: ProbeMemo | None
+) -> dict:
+    static = static_limit(job.spec) if memo is not None else None
+    ran = 0
+
     def meets(rate: float) -> bool:
+        nonlocal ran
+        if static is not None and memo is not None:
+            known = memo.lookup(seed, rate, *static)
+            if known is not None:
+                return known
         wl = probe_workload(job, rate, seed)
-        return meets_slo_percentile(run_policy(wl, job.profile, job.spec, slo=job.slo).row, job.slo)
+        run = run_policy(wl, job.profile, job.spec, slo=job.slo, stop_at_slo_miss=True)
+        ran += 1
+        ok = meets_slo_percentile(run.row, job.slo)
+        if static is not None and memo is not None:
+            memo.add(
+                seed,
+                rate,
+                StaticProbe(*static, run.row["peak_running"], run.row["limit_bound"], ok),
+            )
+        return ok
 
     res = find_capacity(
         meets,
@@ -89,6 +118,7 @@ def _search(job: CapacityJob, seed: int, start: float, growth: float) -> dict:
         if res.first_failing_rps is not None
         else math.nan,
         "probes": len(res.probes),
+        "probes_run": ran,  # the others were the same run as a lower limit's (probe_memo.py)
         "probe_log": [[round(r, 4), ok] for r, ok in res.probes],
         "requests_per_probe": job.requests,
         "rel_tol": job.rel_tol,
@@ -97,26 +127,66 @@ def _search(job: CapacityJob, seed: int, start: float, growth: float) -> dict:
     }
 
 
+def run_capacity_group(jobs: Sequence[CapacityJob]) -> list[list[dict]]:
+    """Searches that share one probe memo (static limits of one cell and capacity
+    policy), lowest limit first so the higher ones find its probes; rows in job order."""
+    memo = ProbeMemo()
+    order = sorted(range(len(jobs)), key=lambda k: static_limit(jobs[k].spec) or (0, 0))
+    out: list[list[dict]] = [[] for _ in jobs]
+    for k in order:
+        out[k] = run_capacity_job(jobs[k], memo)
+    return out
+
+
+def _group_key(k: int, job: CapacityJob) -> tuple:
+    """Static limits on the same cell, seeds and search settings share a memo; every
+    other policy searches alone."""
+    if static_limit(job.spec) is None:
+        return ("alone", k)
+    return (
+        job.lengths.name,
+        job.profile,
+        job.slo,
+        job.requests,
+        job.arrival,
+        job.cv,
+        job.seeds,
+        job.start,
+        job.rel_tol,
+        job.max_probes,
+        job.spec.capacity_policy,
+    )
+
+
 def run_capacity_jobs(jobs: Sequence[CapacityJob], workers: int, label: str) -> list[dict]:
     """Every search, in parallel processes when workers > 1; per-seed rows in job order."""
     progress = Progress(len(jobs), label)
     results: list = [None] * len(jobs)
+    groups: dict[tuple, list[int]] = {}
+    for k, job in enumerate(jobs):
+        groups.setdefault(_group_key(k, job), []).append(k)
 
-    def done(k: int, rows: list[dict]) -> None:
-        results[k] = rows
-        caps = "/".join(f"{r['capacity_rps']:.3g}" for r in rows)
-        progress.advance(f"{rows[0]['policy']} {caps} req/s")
+    def done(members: list[int], group_rows: list[list[dict]]) -> None:
+        for k, rows in zip(members, group_rows):
+            results[k] = rows
+            caps = "/".join(f"{r['capacity_rps']:.3g}" for r in rows)
+            progress.advance(f"{rows[0]['policy']} {caps} req/s")
 
-    if workers <= 1 or len(jobs) <= 1:
-        for k, job in enumerate(jobs):
-            done(k, run_capacity_job(job))
+    if workers <= 1 or len(groups) <= 1:
+        for members in groups.values():
+            done(members, run_capacity_group([jobs[k] for k in members]))
         return [row for rows in results for row in rows]
     import multiprocessing as mp
     from concurrent.futures import ProcessPoolExecutor, as_completed
 
     ctx = mp.get_context("fork") if "fork" in mp.get_all_start_methods() else None
     with ProcessPoolExecutor(max_workers=workers, mp_context=ctx) as pool:
-        futures = {pool.submit(run_capacity_job, job): k for k, job in enumerate(jobs)}
+        # the largest groups first, so that no long one starts last
+        ordered = sorted(groups.values(), key=len, reverse=True)
+        futures = {
+            pool.submit(run_capacity_group, [jobs[k] for k in members]): members
+            for members in ordered
+        }
         for fut in as_completed(futures):
             done(futures[fut], fut.result())
     return [row for rows in results for row in rows]

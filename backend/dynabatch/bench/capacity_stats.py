@@ -78,6 +78,7 @@ def summarize_seeds(seed_rows: Sequence[dict], tolerance: float) -> list[dict]:
                 "capacity_by_seed": caps,
                 "first_failing_rps": statistics.median(fails) if fails else math.nan,
                 "probes": sum(r["probes"] for r in members),
+                "probes_run": sum(r.get("probes_run", r["probes"]) for r in members),
                 "probe_logs": [r["probe_log"] for r in members],
             }
         )

@@ -10,8 +10,10 @@ figures (grid_plots.py). `--slice ci` is the small slice the tests run.
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -22,7 +24,7 @@ from .capacity_runner import (
     parse_seeds,
     run_capacity_jobs,
 )
-from .capacity_stats import BASELINES, DENSE_LIMITS, cell_key, summarize_seeds
+from .capacity_stats import BASELINES, DENSE_LIMITS, cell_key, compare_cell, summarize_seeds
 from .grid_cells import SLO_LEVELS, WORKLOADS, grid_profiles, slo_level
 from .report import write_json
 from .suite import DEFAULT_POLICY, DYNAMIC, policy_lineup, select
@@ -40,8 +42,15 @@ class GridSlice:
     policies: tuple[str, ...] | None  # None: the whole line-up (+ the static sweep)
 
 
+# What a cell compares: every static configuration ("static": TensorRT-LLM's and vLLM's
+# defaults and the sweep of limits under both capacity policies), the dynamic baselines
+# the issue names, and adaptive. (paper_memory, the memory half of `paper`, is left out
+# of the default; `--policies` still runs it.)
+GRID_POLICIES = ("static", "trtllm_tuner", "sglang_ratio", "paper", "paper_sla", "adaptive")
+
 # Sized for a test: one profile, one mix, two SLO levels (two points on the TPOT axis),
-# two seeds, small probes, a coarse tolerance; seconds, not minutes.
+# two seeds, small probes, a coarse tolerance, three limits of the sweep; seconds, not
+# minutes.
 CI_SLICE = GridSlice(
     profiles=("llama-3-8b-h100",),
     workloads=("short-long",),
@@ -49,8 +58,8 @@ CI_SLICE = GridSlice(
     seeds=(0, 1),
     requests=80,
     rel_tol=0.15,
-    static_limits=(8,),
-    policies=("trtllm_default", "static-8/maxu", "adaptive"),
+    static_limits=(8, 64),
+    policies=GRID_POLICIES,
 )
 
 
@@ -63,7 +72,7 @@ def full_slice() -> GridSlice:
         requests=DEFAULT_REQUESTS,
         rel_tol=DEFAULT_REL_TOL,
         static_limits=DENSE_LIMITS,
-        policies=None,
+        policies=GRID_POLICIES,
     )
 
 
@@ -150,8 +159,18 @@ CELL_COLUMNS = (
 )
 
 
+def _cpu_s() -> float:
+    """CPU seconds of this process and its finished children (the worker processes):
+    the grid's cost in core-seconds, whatever else shares the machine."""
+    import resource
+
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    kids = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return own.ru_utime + own.ru_stime + kids.ru_utime + kids.ru_stime
+
+
 def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_probes: int):
-    t0 = time.monotonic()
+    t0, cpu0 = time.monotonic(), _cpu_s()
     cap_jobs = grid_jobs(sl, start_rate, max_probes)
     level_of = {}
     for prof in sl.profiles:
@@ -162,30 +181,91 @@ def run_grid(sl: GridSlice, *, jobs: int, out: Path, start_rate: float, max_prob
     for r in seed_rows:
         r["slo_level"] = level_of[(r["profile"], r["slo_ttft_s"], r["slo_tpot_s"])]
     rows = summarize_seeds(seed_rows, tolerance=sl.rel_tol)
-    lines = cell_lines(rows)
-    elapsed = time.monotonic() - t0
-    out.mkdir(parents=True, exist_ok=True)
+    elapsed, cpu = time.monotonic() - t0, _cpu_s() - cpu0
     meta = {
         "command": "grid",
         "argv": sys.argv[1:],
         "slice": {k: v for k, v in sl.__dict__.items()},
         "wall_s": round(elapsed, 1),
-        "runs": sum(r["probes"] for r in seed_rows),
+        "cpu_s": round(cpu, 1),
+        "probes": sum(r["probes"] for r in seed_rows),
+        "runs": sum(r.get("probes_run", r["probes"]) for r in seed_rows),
     }
-    write_json(rows, out / "grid.json", {**meta, "cells": lines})
-    from .grid_plots import write_grid_figures
-    from .report import format_markdown
-
-    figures = write_grid_figures(rows, lines, out)
-    md = format_markdown(lines, CELL_COLUMNS)
-    (out / "grid.md").write_text(md + "\n")
-    print(md)
+    lines = write_grid(rows, out, meta)
     print(
-        f"grid: {len(cap_jobs)} searches, {meta['runs']} runs in {elapsed:.0f} s; "
-        f"{len(figures)} figures under {out}/",
+        f"grid: {len(cap_jobs)} searches, {meta['probes']} probes ({meta['runs']} run, the "
+        f"rest reused) in {elapsed:.0f} s wall, {cpu:.0f} s CPU; figures under {out}/",
         file=sys.stderr,
     )
     return rows, lines
+
+
+def write_grid(rows: list[dict], out: Path, meta: dict) -> list[dict]:
+    """grid.json (rows + one line per cell), grid.md and the figures."""
+    from .grid_plots import write_grid_figures
+    from .report import format_markdown
+
+    lines = cell_lines(rows)
+    out.mkdir(parents=True, exist_ok=True)
+    write_json(rows, out / "grid.json", {**meta, "cells": lines})
+    write_grid_figures(rows, lines, out)
+    md = format_markdown(lines, CELL_COLUMNS)
+    (out / "grid.md").write_text(md + "\n")
+    (out / "grid-policies.md").write_text(policy_tables(rows))
+    print(md)
+    return lines
+
+
+def policy_tables(rows: list[dict]) -> str:
+    """Per cell, every policy: median [min-max], per seed, and its ratio to the best
+    static (worst seed) with W/T/L; best first."""
+    parts = []
+    for key in dict.fromkeys(cell_key(r) for r in rows):
+        cell = sorted((r for r in rows if cell_key(r) == key), key=lambda r: -r["capacity_rps"])
+        first = cell[0]
+        parts.append(
+            f"#### {first['profile']}, {first['workload']}, {first.get('slo_level')} "
+            f"({first['slo_ttft_s']:g} s / {first['slo_tpot_s'] * 1000:g} ms)\n\n"
+            "| policy | median [min-max] req/s | per seed | x best static (worst seed), "
+            "W/T/L |\n|---|---|---|---|"
+        )
+        for r in cell:
+            seeds = " ".join(f"{c:.3g}" for c in r["capacity_by_seed"])
+            vs = (
+                f"{r['vs_best_static']:.2f} ({r['vs_best_static_min']:.2f}), {r['wtl_best_static']}"
+                if "vs_best_static" in r
+                else ""
+            )
+            parts.append(
+                f"| `{r['policy']}` | {r['capacity_rps']:.3g} [{r['capacity_min_rps']:.3g}-"
+                f"{r['capacity_max_rps']:.3g}] | {seeds} | {vs} |"
+            )
+        parts.append("")
+    return "\n".join(parts) + "\n"
+
+
+_COMPARISONS = ("vs_", "wtl_", "best_static")
+
+
+def rebuild_grid(paths: Sequence[Path], out: Path) -> list[dict]:
+    """One grid from the rows of several grid.json files: a (cell, policy) row of a later
+    file replaces an earlier one (re-run one policy after a change, keep the rest), and
+    every comparison is made again over the rows that remain."""
+    from .report import read_json
+
+    merged: dict[tuple, dict] = {}
+    metas = []
+    for path in paths:
+        doc = json.loads(Path(path).read_text())
+        metas.append({"file": str(path), **{k: v for k, v in doc["meta"].items() if k != "cells"}})
+        for r in read_json(path):
+            row = {k: v for k, v in r.items() if not k.startswith(_COMPARISONS)}
+            merged[(*cell_key(row), row["policy"])] = row
+    rows = list(merged.values())
+    tolerance = min(r["rel_tol"] for r in rows)
+    for cell in dict.fromkeys(cell_key(r) for r in rows):
+        compare_cell([r for r in rows if cell_key(r) == cell], tolerance)
+    return write_grid(rows, out, {"command": "grid --rebuild", "sources": metas})
 
 
 def _csv(text: str) -> tuple[str, ...]:
@@ -207,11 +287,20 @@ def register(subparsers) -> None:
     g.add_argument("--requests", type=int, help=f"requests per probe ({DEFAULT_REQUESTS})")
     g.add_argument("--rel-tol", type=float, help=f"bisection tolerance ({DEFAULT_REL_TOL})")
     g.add_argument("--static-limits", help="static sweep, N,N,... (both capacity policies)")
-    g.add_argument("--policies", help="comma-separated policy labels (default all but oracle)")
+    g.add_argument(
+        "--policies",
+        help="comma-separated policy labels or controller names "
+        f"(default {','.join(GRID_POLICIES)})",
+    )
     g.add_argument("--start-rate", type=float, default=1.0, help="first probed rate (req/s)")
     g.add_argument("--max-probes", type=int, default=14, help="runs per search at most")
     g.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     g.add_argument("--out", default="out/grid", help="output directory (default out/grid)")
+    g.add_argument(
+        "--rebuild",
+        help="run nothing: one grid from these grid.json files (comma-separated; a later "
+        "file's row replaces an earlier one's for the same cell and policy)",
+    )
     g.set_defaults(func=cmd_grid)
 
 
@@ -270,6 +359,14 @@ def slice_from_args(args) -> GridSlice:
 
 
 def cmd_grid(args) -> int:
+    if args.rebuild:
+        paths = [Path(p) for p in _csv(args.rebuild)]
+        missing = [str(p) for p in paths if not p.is_file()]
+        if missing:
+            print(f"error: --rebuild: no such file {', '.join(missing)}", file=sys.stderr)
+            return 2
+        rebuild_grid(paths, Path(args.out))
+        return 0
     try:
         sl = slice_from_args(args)
     except ValueError as exc:

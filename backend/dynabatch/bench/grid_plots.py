@@ -10,7 +10,15 @@ from pathlib import Path
 from .plots import _pyplot, _slug
 
 # Lines drawn in the capacity-vs-TPOT figure (the best static is added per cell).
-CURVES = ("adaptive", "trtllm_default", "vllm_default", "paper_sla", "paper", "trtllm_tuner")
+CURVES = (
+    "adaptive",
+    "trtllm_default",
+    "vllm_default",
+    "paper_sla",
+    "paper",
+    "trtllm_tuner",
+    "sglang_ratio",
+)
 
 
 def plot_capacity_vs_tpot(rows: Sequence[dict], profile: str, path: Path) -> Path:

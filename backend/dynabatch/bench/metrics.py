@@ -115,7 +115,10 @@ def meets_slo_percentile(row: dict, slo: Slo, q: int = 99) -> bool:
     """Capacity criterion: the P`q` TTFT and TPOT within the SLO and no request failed.
 
     Rejected requests (prompt + max tokens larger than the KV cache) do not count:
-    they are rejected at any rate, so they say nothing about capacity."""
+    they are rejected at any rate, so they say nothing about capacity. A run stopped
+    once a miss was certain (`slo_missed_early`, slo_watch.py) fails."""
+    if row.get("slo_missed_early"):
+        return False
     ttft, tpot = row.get(f"ttft_p{q}_s", math.nan), row.get(f"tpot_p{q}_s", math.nan)
     if row.get("failed", 0) or not row.get("completed", 0):
         return False

@@ -19,6 +19,7 @@ from ..queue_order import QueueOrder, QueueOrderConfig, make_queue_order
 from ..types import FinishReason, GenerationRequest, IterationStats, RequestState, TokenEvent
 from .metrics import RequestRecord, Slo, summarize
 from .oracle import OracleController
+from .slo_watch import SloMissWatch
 from .tenants import per_tenant
 from .workload import Workload
 
@@ -40,16 +41,19 @@ class PolicySpec:
 class _Sink:
     """Records one request's timings for the metrics (the response sender's stand-in)."""
 
-    __slots__ = ("record",)
+    __slots__ = ("record", "watch")
 
-    def __init__(self, record: RequestRecord) -> None:
+    def __init__(self, record: RequestRecord, watch: SloMissWatch | None = None) -> None:
         self.record = record
+        self.watch = watch
 
     def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         rec = self.record
         if event.token_ids:
             if rec.first_token is None:
                 rec.first_token = event.time
+                if self.watch is not None:
+                    self.watch.on_first_token(rec)
             rec.output_tokens += len(event.token_ids)
         if event.finished:
             rec.finish = event.time
@@ -59,6 +63,8 @@ class _Sink:
                 FinishReason.EOS,
                 FinishReason.END_ID,
             )
+            if self.watch is not None:
+                self.watch.on_finish(rec)
 
 
 @dataclass
@@ -127,7 +133,7 @@ def drive_virtual(
     requests: Sequence[GenerationRequest],
     sink_for: Callable[[int], Any],
     *,
-    on_pass: Callable[[], None] | None = None,
+    on_pass: Callable[[], bool | None] | None = None,
     name: str = "run",
     max_iterations: int = 20_000_000,
     max_wall_s: float = 600.0,
@@ -135,9 +141,10 @@ def drive_virtual(
     """Serve `requests` (in arrival order) on a simulated engine's virtual clock.
 
     Each pass submits what has arrived by `engine.now()`, steps the core (dispatch,
-    controller update, admission), calls `on_pass`, then runs one engine iteration, or
-    jumps an idle clock to the next arrival. Returns the number of engine iterations;
-    raises when a policy stalls (requests wait, engine idle) or a bound is exceeded.
+    controller update, admission), calls `on_pass` (a true answer ends the run there),
+    then runs one engine iteration, or jumps an idle clock to the next arrival. Returns
+    the number of engine iterations; raises when a policy stalls (requests wait, engine
+    idle) or a bound is exceeded.
     """
     wall0 = time.monotonic()
     i, n, iterations = 0, len(requests), 0
@@ -147,8 +154,8 @@ def drive_virtual(
             core.submit(requests[i], sink_for(i))
             i += 1
         core.step()
-        if on_pass is not None:
-            on_pass()
+        if on_pass is not None and on_pass():
+            return iterations
         if engine.has_work:
             engine.step()
             iterations += 1
@@ -202,13 +209,17 @@ def run_policy(
     max_iterations: int = 20_000_000,
     queue_order: QueueOrderConfig | None = None,
     order: QueueOrder | None = None,
+    stop_at_slo_miss: bool = False,
 ) -> RunResult:
     """Serve every request of `workload` to completion; return the summary row.
 
     `queue_order`: the gate's admission order (default: priority, no aging), built by
     the same `make_queue_order` as the Triton model's. `order` replaces the order object
     (aging and tenant limits still from `queue_order`): for benchmark-only analyses, such
-    as an order that knows each request's true output length."""
+    as an order that knows each request's true output length. `stop_at_slo_miss`
+    (capacity probes): end the run once P99 TTFT or TPOT is certain to miss `slo`
+    (slo_watch.py); the row then says `slo_missed_early` and its figures cover only
+    what was served by then."""
     wall0 = time.monotonic()
     mbs = spec.max_batch_size or max_batch_size
     engine = make_engine(
@@ -241,9 +252,19 @@ def run_policy(
     busy_s = batch_area = kv_area = 0.0
     engine_queue_area = 0.0  # time-integral of requests admitted but not yet started
     last_stats: IterationStats | None = None
+    watch = SloMissWatch(records, slo, len(admissible)) if stop_at_slo_miss else None
+    # Did the controller's limit ever hold a request back (the gate still held one
+    # after admission), and the most requests ever admitted at once: a static limit
+    # that never bound gives the same run as any limit >= that peak (probe_memo.py).
+    peak_running, limit_bound = 0, False
 
-    def observe() -> None:
+    def observe() -> bool:
         nonlocal last_stats, busy_s, batch_area, kv_area, engine_queue_area
+        nonlocal peak_running, limit_bound
+        if len(core.running) > peak_running:
+            peak_running = len(core.running)
+        if not limit_bound and len(gate):
+            limit_bound = True
         stats = core.last_stats
         if stats is not None and stats is not last_stats:
             last_stats = stats
@@ -255,13 +276,14 @@ def run_policy(
             timeline.add(
                 stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
             )
+        return watch is not None and watch.missed(engine.now())
 
     try:
         iterations = drive_virtual(
             core,
             engine,
             requests,
-            lambda i: _Sink(records[i]),
+            lambda i: _Sink(records[i], watch),
             on_pass=observe,
             name=spec.name,
             max_iterations=max_iterations,
@@ -281,6 +303,8 @@ def run_policy(
     }
     row.update(summarize(records, None, slo))
     row["queue_policy"] = qo.policy
+    if watch is not None:
+        row["slo_missed_early"] = watch.tripped
     waits = [r.first_token - r.arrival for r in records if r.first_token is not None]
     row["ttft_max_s"] = max(waits, default=0.0)
     # how much of TTFT the admission order can act on: time spent waiting in the gate
@@ -298,6 +322,8 @@ def run_policy(
             "paused": core.counters.paused_total,
             "recomputed_tokens": core.counters.recomputed_tokens,
             "iterations": iterations,
+            "peak_running": peak_running,
+            "limit_bound": limit_bound,
             "sim_wall_s": round(time.monotonic() - wall0, 3),
         }
     )

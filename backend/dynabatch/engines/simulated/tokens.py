@@ -39,6 +39,8 @@ def token_at(base: int, position: int, vocab: int) -> int:
 
 
 def tokens_range(base: int, start: int, stop: int, vocab: int) -> list[int]:
+    if stop - start == 1:  # a streaming event: one token (the hot path of a benchmark)
+        return [token_at(base, start, vocab)]
     if stop - start <= 4:
         return [token_at(base, i, vocab) for i in range(start, stop)]
     return _vector(base, start, stop, vocab).tolist()
