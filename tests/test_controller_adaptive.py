@@ -191,3 +191,7 @@ def test_adaptive_ttft_pressure_lifts_the_sla_bound():
     calm, pressed = run_with(0.5), run_with(5.0)
     assert calm.decision.reason == "sla" and calm.limit < 15
     assert pressed.decision.reason == "ttft" and pressed.limit > 30
+    # the head has waited 0.6 of the TTFT: not missed yet, but the queue behind it would
+    # be if the bound held it through the rest; the bound steps aside already
+    about_to_miss = run_with(1.2)
+    assert about_to_miss.decision.reason == "ttft" and about_to_miss.limit > 30
