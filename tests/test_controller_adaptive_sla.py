@@ -20,6 +20,21 @@ def adaptive(**params):
     )
 
 
+def finished(request_id, generated, first_token_time, finish_time):
+    """A request (prompt 100, max tokens 1024) that ended at EOS after `generated` tokens."""
+    return RequestState(
+        request_id,
+        100,
+        1024,
+        0.0,
+        0.0,
+        generated=generated,
+        first_token_time=first_token_time,
+        finish_time=finish_time,
+        finish_reason=FinishReason.EOS,
+    )
+
+
 def test_tpot_spread_is_taken_against_the_local_step_latency_on_a_ramp():
     # The load ramps up for ~6000 steps (batch 5 -> 65, step 12 -> 42 ms); every request's
     # TPOT equals the step latency of its time, so TPOT has no spread around the level it
@@ -33,19 +48,7 @@ def test_tpot_spread_is_taken_against_the_local_step_latency_on_a_ramp():
         ctl.update(ControlInput(stats(now, latency=latency, gen=n), 0, 0.0, {}))
         if k % 10 == 0:
             first = now - (gen_ms - 1) * latency / 1000.0
-            ctl.on_request_finish(
-                RequestState(
-                    k,
-                    100,
-                    1024,
-                    0.0,
-                    0.0,
-                    generated=gen_ms,
-                    first_token_time=first,
-                    finish_time=now,
-                    finish_reason=FinishReason.EOS,
-                )
-            )
+            ctl.on_request_finish(finished(k, gen_ms, first, now))
     assert 0.9 < ctl.spread < 1.1
 
 
@@ -84,19 +87,7 @@ def test_tpot_spread_waits_for_128_finished_requests():
 
     def finish(i):
         first = now - 9 * 1.5 * 20.0 / 1000.0  # TPOT 1.5x the step latency
-        ctl.on_request_finish(
-            RequestState(
-                i,
-                100,
-                1024,
-                0.0,
-                0.0,
-                generated=10,
-                first_token_time=first,
-                finish_time=now,
-                finish_reason=FinishReason.EOS,
-            )
-        )
+        ctl.on_request_finish(finished(i, 10, first, now))
 
     for i in range(127):
         finish(i)
