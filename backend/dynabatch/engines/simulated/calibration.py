@@ -165,6 +165,49 @@ def calibration_rows(with_ifb: bool = True) -> list[CalibrationRow]:
     return rows
 
 
+# ---- a step-latency grid measured on a GPU (scripts/measure_step_latency.py) -------
+class StepGridError(ValueError):
+    """A grid that cannot be compared with the profile (the message names why)."""
+
+
+def step_grid_rows(grid: dict[str, Any], profile: Profile | str) -> list[CalibrationRow]:
+    """Each measured point of a step-latency grid against the profile's kernel time.
+
+    The grid's times are GPU kernels alone (CUDA-graph replays timed with CUDA events),
+    so the profile's per-iteration host overhead (scheduling, sampling) is left out of
+    the prediction. A decode point reads batch x context cached tokens; a prefill point
+    of n tokens has n^2/2 (query, key) pairs, as `LatencyModel.static_batch_s` counts."""
+    prof = get_profile(profile)
+    if grid.get("backend") != "torch" or "cpu" in str(grid.get("device", "cpu")):
+        raise StepGridError(
+            f"step grid measured on {grid.get('device', 'an unnamed device')!r} "
+            f"(backend {grid.get('backend')!r}): only a GPU grid says anything about a profile"
+        )
+    shape, m = grid.get("shape", {}), prof.model
+    want = dict(layers=m.layers, hidden=m.hidden, heads=m.heads, kv_heads=m.kv_heads)
+    got = {k: shape.get(k) for k in want}
+    if got != want or prof.tp != 1:
+        raise StepGridError(
+            f"step grid shape {shape.get('name', '?')} {got} does not match profile "
+            f"{prof.name} ({want}, tp {prof.tp})"
+        )
+    model, source = LatencyModel(prof), f"measured on {grid['device']} ({grid.get('torch')})"
+    rows = []
+    for r in grid.get("rows", ()):
+        if "error" in r:
+            continue
+        n = r["batch"] * r["new_tokens"]
+        if r["kind"] == "decode":
+            figure = f"decode step, batch {r['batch']}, context {r['context']}"
+            kernel_s = model.step_s(n, kv_read_tokens=r["batch"] * r["context"])
+        else:
+            figure = f"prefill step, {r['new_tokens']} tokens"
+            kernel_s = model.step_s(n, attn_units=n * n / 2.0)
+        predicted_ms = (kernel_s - model.overhead_s) * 1e3
+        rows.append(CalibrationRow(prof.name, figure, predicted_ms, r["median_ms"], "ms", source))
+    return rows
+
+
 def format_table(rows: list[CalibrationRow]) -> str:
     head = f"{'profile':<28} {'figure':<52} {'predicted':>10} {'published':>10} {'error':>8}  unit"
     lines = [head, "-" * len(head)]

@@ -11,10 +11,12 @@ from .calibration import (
     IFB_GRID_ETA_ATTN,
     IFB_GRID_OVERHEAD_MS,
     TOLERANCE,
+    StepGridError,
     calibration_rows,
     fit_ifb,
     fit_profile,
     format_table,
+    step_grid_rows,
 )
 from .latency import LatencyModel
 from .profiles import PROFILES
@@ -44,6 +46,19 @@ def register(sub: argparse._SubParsersAction) -> None:
         action="store_true",
         help="grid-search overhead and decode-attention efficiency against the "
         "in-flight-batching figures and print them (several minutes)",
+    )
+    c.add_argument(
+        "--step-grid",
+        metavar="FILE",
+        help="compare a step-latency grid measured on a GPU (scripts/measure_step_latency.py "
+        "--out FILE) with --profile instead of the published figures",
+    )
+    c.add_argument(
+        "--profile",
+        default="llama-3.1-8b-bf16-h200",
+        choices=sorted(PROFILES),
+        metavar="NAME",
+        help="profile for --step-grid (default llama-3.1-8b-bf16-h200)",
     )
     c.set_defaults(func=cmd_calibrate)
 
@@ -82,7 +97,27 @@ def cmd_profiles(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_step_grid(path: str, profile: str, json_out: str | None) -> int:
+    try:
+        grid = json.loads(Path(path).read_text())
+        rows = step_grid_rows(grid, profile)
+    except (OSError, ValueError, KeyError, TypeError) as exc:  # StepGridError is a ValueError
+        why = exc if isinstance(exc, StepGridError) else f"{type(exc).__name__}: {exc}"
+        print(f"dynabatch calibrate: --step-grid {path}: {why}")
+        return 2
+    if not rows:
+        print(f"dynabatch calibrate: --step-grid {path}: no measured point in it")
+        return 2
+    print(format_table(rows))
+    if json_out:
+        payload = {"tolerance": TOLERANCE, "rows": [r.as_dict() for r in rows]}
+        Path(json_out).write_text(json.dumps(payload, indent=2) + "\n")
+    return 0 if all(abs(r.rel_error) <= TOLERANCE for r in rows) else 1
+
+
 def cmd_calibrate(args: argparse.Namespace) -> int:
+    if args.step_grid:
+        return cmd_step_grid(args.step_grid, args.profile, args.json)
     if args.fit:
         for prof in PROFILES.values():
             if prof.published_ms:
