@@ -137,6 +137,25 @@ def test_bench_errors_are_clear(tmp_path, capsys):
         (["capacity", "--synthetic", "5:1", "--static-limits", "8,x"], "--static-limits"),
         (["capacity", "--synthetic", "5:1", "--static-limits", "0"], "--static-limits"),
         (["bench", "--synthetic", "5"], "--synthetic"),
+        (["capacity", "--synthetic", "5:1", "--policy-param", "nope=1"], "'nope'"),
+        (["capacity", "--synthetic", "5:1", "--policy-param", "prefill_pacing"], "KEY=VALUE"),
+        (
+            ["capacity", "--synthetic", "5:1", "--policy-param", "prefill_pacing=maybe"],
+            "'prefill_pacing' = 'maybe': true or false",
+        ),
+        (
+            ["capacity", "--synthetic", "5:1", "--policy-param", "kv_overflow_prob=2"],
+            "'kv_overflow_prob' = '2': float in [1e-06, 0.5]",
+        ),
+        (
+            ["capacity", "--synthetic", "5:1", "--policy-param", "static_batch_size=4"],
+            "static_batch_size: set by the policy labels",
+        ),
+        (
+            ["capacity", "--synthetic", "5:1", "--policies", "adaptive"]
+            + ["--policy-param", "sla_window_alpha=3"],
+            "sla_window_alpha: read by none of the selected policies",
+        ),
     ],
 )
 def test_cli_mistakes_get_one_line_error(argv, names, capsys):
@@ -199,3 +218,35 @@ def test_capacity_cli(tmp_path, capsys):
     assert rows[0]["wtl_trtllm_default"] == "0/3/0"
     assert rows[0]["best_static"] == "trtllm_default"
     assert "median req/s" in capsys.readouterr().out
+
+
+def spy_controllers(monkeypatch):
+    """(policy, params) of every controller the benchmark's runs build in this process."""
+    from dynabatch.bench import runner
+
+    built, real = [], runner.make_policy_controller
+
+    def spy(spec, params, **kw):
+        built.append((spec.policy, dict(params)))
+        return real(spec, params, **kw)
+
+    monkeypatch.setattr(runner, "make_policy_controller", spy)
+    return built
+
+
+def test_capacity_policy_param_reaches_the_policies_that_read_it(monkeypatch, capsys):
+    built = spy_controllers(monkeypatch)
+    argv = ["capacity", "--synthetic", "20:1", "--requests", "20", "--seeds", "0"]
+    argv += ["--max-probes", "2", "--rel-tol", "0.5", "--jobs", "1"]
+    argv += ["--policies", "adaptive,paper_sla,static-16/maxu"]
+    rc = main(argv + ["--policy-param", "prefill_pacing=false"])
+    rc2 = main(argv + ["--policy-param", "tpot_sla_tolerance_ms=2.5"])
+    assert rc == rc2 == 0
+    first = [(pol, p) for pol, p in built if "prefill_pacing" in p]
+    assert first and all(pol == "adaptive" and p["prefill_pacing"] is False for pol, p in first)
+    eps = [p["tpot_sla_tolerance_ms"] for pol, p in built if "tpot_sla_tolerance_ms" in p]
+    assert eps and set(eps) == {2.5}
+    assert {pol for pol, p in built if "tpot_sla_tolerance_ms" in p} == {"paper_sla"}
+    # every policy still ran, and the others with their defaults
+    assert {pol for pol, _ in built} == {"adaptive", "paper_sla", "static"}
+    assert not any("prefill_pacing" in p for pol, p in built if pol != "adaptive")

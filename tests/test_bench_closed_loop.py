@@ -85,3 +85,36 @@ def test_cli_closed_loop_run_prints_and_writes_rows(tmp_path, capsys):
     assert all(r["completed"] == 16 and r["workload"].endswith("closed-loop-8") for r in rows)
     assert "TPOT p99 ms" in capsys.readouterr().out
     assert main(argv[:-2] + ["--engine-opt", "nope=1"]) == 2
+
+
+@pytest.mark.parametrize("max_wall_s", [600.0, 0.0])
+def test_closed_loop_shuts_its_engine_down_on_success_and_on_error(monkeypatch, max_wall_s):
+    # As the open-loop runner does: an adapter on the stand-in runs threads of its own,
+    # and a run that fails (here: past its wall-clock bound at once) must not leak them.
+    import dynabatch.bench.closed_loop as closed_loop
+
+    shutdowns = []  # one entry per engine built: how often it was shut down
+    real = closed_loop.make_engine
+
+    def spy(*args, **kw):
+        engine = real(*args, **kw)
+        k, inner = len(shutdowns), engine.shutdown
+        shutdowns.append(0)
+
+        def shutdown():
+            shutdowns[k] += 1
+            inner()
+
+        engine.shutdown = shutdown
+        return engine
+
+    monkeypatch.setattr(closed_loop, "make_engine", spy)
+    wl = synthetic(8, 1000.0, prompt_median=100, output_median=10, seed=2)
+    spec = _spec("static-8/maxu")
+    if max_wall_s:
+        res = run_closed_loop(wl, PROFILE, spec, concurrency=2, slo=Slo(), max_wall_s=max_wall_s)
+        assert all(r.completed for r in res.records)
+    else:
+        with pytest.raises(RuntimeError, match="exceeded"):
+            run_closed_loop(wl, PROFILE, spec, concurrency=2, slo=Slo(), max_wall_s=max_wall_s)
+    assert shutdowns == [1]

@@ -73,6 +73,8 @@ def test_ci_slice_writes_cells_rows_and_figures(tmp_path, capsys):
         (["--seeds", "1-a"], "--seeds"),
         (["--static-limits", "8,x"], "--static-limits"),
         (["--rebuild", "no-such.json"], "--rebuild"),
+        (["--policy-param", "prefill_pacing=2"], "'prefill_pacing' = '2'"),
+        (["--policy-param", "ttft_sla_s=1"], "ttft_sla_s: set by the run's TTFT SLO"),
     ],
 )
 def test_grid_mistakes_get_one_line_error(extra, names, tmp_path, capsys):
@@ -96,3 +98,17 @@ def test_workloads_and_slo_levels_are_what_they_say():
     assert slo_level("server", "llama-2-70b-tp4-h100").tpot_s == 0.2
     assert slo_level("interactive", "llama-2-13b-a100-40gb").ttft_s == 0.5
     assert slo_level("tight", "llama-3-8b-h100").tpot_s == 0.012
+
+
+def test_grid_policy_param_reaches_adaptive(tmp_path, monkeypatch, capsys):
+    from test_bench_cli import spy_controllers
+
+    built = spy_controllers(monkeypatch)
+    argv = ["grid", "--slice", "ci", "--policies", "adaptive,static-8/maxu", "--seeds", "0"]
+    argv += ["--requests", "20", "--max-probes", "2", "--jobs", "1", "--out", str(tmp_path)]
+    assert main(argv + ["--policy-param", "prefill_pacing=false"]) == 0
+    pacing = {p.get("prefill_pacing") for pol, p in built if pol == "adaptive"}
+    assert pacing == {False}
+    assert not any("prefill_pacing" in p for pol, p in built if pol != "adaptive")
+    meta = json.loads((tmp_path / "grid.json").read_text())["meta"]
+    assert meta["slice"]["policy_params"] == [["prefill_pacing", False]]

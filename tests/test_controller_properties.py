@@ -1,6 +1,5 @@
 """Property tests (hypothesis): bounds always hold; the SLA bounds move the right way."""
 
-import pytest
 from dynabatch.controller import POLICIES, make_controller
 from dynabatch.engines.base import KvCapacity
 from dynabatch.types import ControlInput, FinishReason, RequestState
@@ -161,14 +160,12 @@ def test_paper_sla_bound_rises_under_persistent_low_tpot(factor, alpha, delta):
     assert hist[-1] >= 200 - alpha - delta - 1  # driven to the top of its window
 
 
-# Derandomized: on a few plants the bound settles up to ~7 % over the target (see the
-# strict xfail below), so a random draw made CI fail about one run in ten.
-@settings(max_examples=10, deadline=None, derandomize=True)
+@settings(max_examples=25, deadline=None)
 @given(slope=st.floats(0.5, 3.0), base=st.floats(10.0, 30.0))
 def test_adaptive_sla_bound_falls_under_persistent_high_tpot(slope, base):
     # Light steps first (the bound climbs to the top), then the model slows down: at the
     # batch it holds every step now misses the 50 ms target, and the bound must come down
-    # to where t(n) = base + slope n meets it.
+    # to where t(n) = base + slope n meets it, without ever going negative on the way.
     switch = 300
     hist = closed_loop(
         "adaptive",
@@ -177,18 +174,14 @@ def test_adaptive_sla_bound_falls_under_persistent_high_tpot(slope, base):
         ttft_sla_s=0,
     )
     assert base + slope * hist[switch - 1] > 50.0  # the held batch is too slow now
-    assert hist[-1] < hist[switch - 1]
-    # within 5 %: the latency fit still remembers the light plant for a while
-    assert base + slope * hist[-1] <= 50.0 * 1.05
+    assert min(hist) >= 1
+    assert base + slope * hist[-1] <= 50.0
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="known: with the batch held at one size the latency fit cannot tell slope from "
-    "intercept, the SLA bound swings (down to negative values) and settles at 28 where "
-    "t(28) = 53.6 ms, 7 % over the 50 ms target",
-)
-def test_adaptive_sla_bound_settles_within_5_percent_on_a_steep_plant():
+def test_adaptive_sla_bound_settles_under_target_on_a_steep_plant():
+    # The plant where the bound used to swing through negative values and settle at 28
+    # (t = 53.6 ms, 7 % over the 50 ms target): with the batch held at 200 when the
+    # model slowed down, the fit could not tell the new slope from a new intercept.
     slope, base, switch = 1.2, 20.0, 300
     hist = closed_loop(
         "adaptive",
@@ -196,7 +189,8 @@ def test_adaptive_sla_bound_settles_within_5_percent_on_a_steep_plant():
         switch + 600,
         ttft_sla_s=0,
     )
-    assert base + slope * hist[-1] <= 50.0 * 1.05
+    assert min(hist) >= 1
+    assert 0.9 * 50.0 <= base + slope * hist[-1] <= 50.0  # in the hold band, not below it
 
 
 @settings(max_examples=20, deadline=None)

@@ -222,8 +222,10 @@ def capacity_jobs(
     workloads: Sequence[Workload], profiles: Sequence[str], args, seeds: Sequence[int]
 ) -> list[CapacityJob]:
     from .matrix import slo_for
+    from .policy_options import apply_policy_params, parse_policy_params
     from .suite import STATIC_LIMITS, policy_lineup, select
 
+    params = parse_policy_params(getattr(args, "policy_param", None))
     jobs = []
     for wl in workloads:
         for prof in profiles:
@@ -232,6 +234,7 @@ def capacity_jobs(
                 limits = parse_limits(limits)
             lineup = policy_lineup(prof, limits or STATIC_LIMITS)
             specs = select(lineup, args.policies.split(",") if args.policies else None)
+            specs = apply_policy_params(specs, params)
             jobs += [
                 CapacityJob(
                     wl,

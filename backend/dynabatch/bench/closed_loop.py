@@ -129,39 +129,42 @@ def run_closed_loop(
     engine = make_engine(
         profile, capacity_policy=spec.capacity_policy, max_batch_size=mbs, engine_kw=engine_kw or {}
     )
-    params = policy_params(spec, slo, controller_params)
-    loop = _ClosedLoop(workload, concurrency)
-    controller = make_policy_controller(
-        spec, params, max_batch_size=mbs, engine=engine, admission_order=loop.templates
-    )
-    core = ServingCore(engine, controller, AdmissionGate())
-    timeline = Timeline()
-    busy_s = batch_area = 0.0
-    last: IterationStats | None = None
-    iterations = 0
-    while True:
-        loop.issue(core)
-        core.step()
-        stats = core.last_stats
-        if stats is not None and stats is not last:
-            last = stats
-            busy_s += stats.iter_latency_ms / 1000.0
-            batch_area += stats.iter_latency_ms / 1000.0 * stats.num_active_requests
-            timeline.add(
-                stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
-            )
-        if engine.has_work:
-            engine.step()
-            iterations += 1
-        elif core.idle and not loop.ready:
-            break
-        elif not core.running and len(core.gate) and not loop.ready:
-            raise RuntimeError(
-                f"{spec.name}: {len(core.gate)} requests wait with an idle engine and "
-                f"limit {core.controller.limit}: the policy stalled"
-            )
-        if time.monotonic() - wall0 > max_wall_s:
-            raise RuntimeError(f"{spec.name}: closed-loop run exceeded {max_wall_s:.0f} s wall")
+    try:
+        params = policy_params(spec, slo, controller_params)
+        loop = _ClosedLoop(workload, concurrency)
+        controller = make_policy_controller(
+            spec, params, max_batch_size=mbs, engine=engine, admission_order=loop.templates
+        )
+        core = ServingCore(engine, controller, AdmissionGate())
+        timeline = Timeline()
+        busy_s = batch_area = 0.0
+        last: IterationStats | None = None
+        iterations = 0
+        while True:
+            loop.issue(core)
+            core.step()
+            stats = core.last_stats
+            if stats is not None and stats is not last:
+                last = stats
+                busy_s += stats.iter_latency_ms / 1000.0
+                batch_area += stats.iter_latency_ms / 1000.0 * stats.num_active_requests
+                timeline.add(
+                    stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
+                )
+            if engine.has_work:
+                engine.step()
+                iterations += 1
+            elif core.idle and not loop.ready:
+                break
+            elif not core.running and len(core.gate) and not loop.ready:
+                raise RuntimeError(
+                    f"{spec.name}: {len(core.gate)} requests wait with an idle engine and "
+                    f"limit {core.controller.limit}: the policy stalled"
+                )
+            if time.monotonic() - wall0 > max_wall_s:
+                raise RuntimeError(f"{spec.name}: closed-loop run exceeded {max_wall_s:.0f} s wall")
+    finally:
+        engine.shutdown()  # an adapter on the stand-in runs threads of its own
     row = {
         "policy": spec.name,
         "controller": spec.policy,

@@ -10,6 +10,7 @@ from .admission_args import add_queue_args
 from .capacity_runner import DEFAULT_REL_TOL, DEFAULT_REQUESTS, parse_limits, parse_seeds
 from .capacity_stats import DENSE_LIMITS
 from .matrix import DEFAULT_PROFILE, build_workloads, run_matrix, slo_for
+from .policy_options import add_policy_param_arg
 from .report import CAPACITY_COLUMNS, format_table, write_csv, write_json
 from .workload import DEFAULT_MAX_NEW_TOKENS, WorkloadError
 
@@ -166,6 +167,7 @@ def register(subparsers) -> None:
         help="the static limits in the line-up, under both capacity policies (default "
         "8,12,16,32,64,128; e.g. the dense sweep " + ",".join(map(str, DENSE_LIMITS)) + ")",
     )
+    add_policy_param_arg(c)
     c.set_defaults(func=cmd_capacity)
 
     from .grid import register as register_grid
@@ -176,6 +178,7 @@ def register(subparsers) -> None:
 def check_options(args) -> None:
     """Raise ValueError naming the first bad option, before any work starts."""
     from ..engines.simulated.profiles import get_profile
+    from .policy_options import apply_policy_params, parse_policy_params
     from .suite import policy_lineup, select
 
     for name in ("slo_ttft", "slo_tpot"):
@@ -188,10 +191,10 @@ def check_options(args) -> None:
         except (KeyError, ValueError) as exc:
             msg = exc.args[0] if exc.args else exc
             raise ValueError(f"--profile: {msg}") from None
-        if args.policies:
-            limits = getattr(args, "static_limits", None)
-            lineup = policy_lineup(prof, parse_limits(limits)) if limits else policy_lineup(prof)
-            select(lineup, args.policies.split(","))
+        limits = getattr(args, "static_limits", None)
+        lineup = policy_lineup(prof, parse_limits(limits)) if limits else policy_lineup(prof)
+        specs = select(lineup, args.policies.split(",") if args.policies else None)
+        apply_policy_params(specs, parse_policy_params(getattr(args, "policy_param", None)))
     if getattr(args, "jobs", 1) < 1:
         raise ValueError(f"--jobs must be >= 1, got {args.jobs}")
     if getattr(args, "seeds", None) is not None:

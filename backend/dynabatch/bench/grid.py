@@ -26,6 +26,12 @@ from .capacity_runner import (
 )
 from .capacity_stats import BASELINES, DENSE_LIMITS, cell_key, compare_cell, summarize_seeds
 from .grid_cells import SLO_LEVELS, WORKLOADS, grid_profiles, slo_level
+from .policy_options import (
+    PolicyParams,
+    add_policy_param_arg,
+    apply_policy_params,
+    parse_policy_params,
+)
 from .report import write_json
 from .suite import DEFAULT_POLICY, DYNAMIC, policy_lineup, select
 
@@ -40,6 +46,7 @@ class GridSlice:
     rel_tol: float
     static_limits: tuple[int, ...]
     policies: tuple[str, ...] | None  # None: the whole line-up (+ the static sweep)
+    policy_params: PolicyParams = ()  # --policy-param, to the policies that read each
 
 
 # What a cell compares: every static configuration ("static": TensorRT-LLM's and vLLM's
@@ -80,7 +87,7 @@ def grid_jobs(sl: GridSlice, start_rate: float, max_probes: int) -> list[Capacit
     jobs = []
     for prof in sl.profiles:
         lineup = [s for s in policy_lineup(prof, sl.static_limits) if s.policy != "oracle"]
-        specs = select(lineup, sl.policies)
+        specs = apply_policy_params(select(lineup, sl.policies), sl.policy_params)
         for wname in sl.workloads:
             gw = WORKLOADS[wname]
             lengths = gw.lengths()
@@ -296,6 +303,7 @@ def register(subparsers) -> None:
     g.add_argument("--max-probes", type=int, default=14, help="runs per search at most")
     g.add_argument("--jobs", type=int, default=2, help="parallel processes (default 2)")
     g.add_argument("--out", default="out/grid", help="output directory (default out/grid)")
+    add_policy_param_arg(g)
     g.add_argument(
         "--rebuild",
         help="run nothing: one grid from these grid.json files (comma-separated; a later "
@@ -350,9 +358,11 @@ def slice_from_args(args) -> GridSlice:
             ) from None
     if args.policies:
         over["policies"] = _csv(args.policies)
+    over["policy_params"] = parse_policy_params(args.policy_param)
     sl = replace(sl, **over)
-    for prof in sl.profiles:  # unknown policy labels fail here, before any run
-        select(policy_lineup(prof, sl.static_limits), sl.policies)
+    for prof in sl.profiles:  # unknown policy labels and parameters fail here, before any run
+        specs = select(policy_lineup(prof, sl.static_limits), sl.policies)
+        apply_policy_params(specs, sl.policy_params)
     if args.jobs < 1 or args.max_probes < 2 or not args.start_rate > 0:
         raise ValueError("--jobs >= 1, --max-probes >= 2 and --start-rate > 0 are needed")
     return sl

@@ -175,10 +175,6 @@ def drive_virtual(
             )
 
 
-# eps_D / D_SLA of the parameter defaults (5 ms / 100 ms)
-PAPER_SLA_TOLERANCE_FRACTION = 0.05
-
-
 def policy_params(
     spec: PolicySpec, slo: Slo, controller_params: dict | None = None
 ) -> dict[str, Any]:
@@ -186,10 +182,6 @@ def policy_params(
     as a deployment would configure it, then the caller's, then the policy's own."""
     return {
         "tpot_sla_ms": slo.tpot_s * 1000.0,
-        # paper_sla's band eps_D scales with the SLO as the default's (5 ms at 100 ms): an
-        # absolute 5 ms around a 12 ms target puts the band's floor under the engine's
-        # one-request step, and the window then never grows (docs/CONTROLLER.md)
-        "tpot_sla_tolerance_ms": slo.tpot_s * 1000.0 * PAPER_SLA_TOLERANCE_FRACTION,
         "ttft_sla_s": slo.ttft_s,
         **(controller_params or {}),
         **dict(spec.params),

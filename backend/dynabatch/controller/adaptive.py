@@ -42,6 +42,9 @@ _LATENCY_HALF_LIFE = 2048  # iterations: forgetting of the latency-vs-batch fit
 _RATIO_REF_HALF_LIFE = 64  # iterations: half-life of t_loc, the ratios' reference
 _SLA_MARGIN = 0.05  # SLA band: hold while the prediction is in [1 - 2m, 1] x target
 _SLA_JUMP = 0.15  # beyond this relative error the SLA bound jumps, within it nudges
+# the fit's line missing the local operating point by this part of the target means the
+# plant changed (_fit_describes_now); the fit is dropped and relearnt
+_FIT_DRIFT = _SLA_JUMP
 _SLA_NUDGE = 0.5  # a nudge goes this part of the way to the solution (>= 1)
 _SLA_START = 8  # SLA bound before any latency is seen (grows from there)
 _SCALE_MIN = 0.3  # the eviction back-off never drops the KV budget below this
@@ -186,7 +189,10 @@ class AdaptiveController:
         self.spread = 1.0
         self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
         self._batch = Ewma(_STEP_EWMA)
-        self._ref_ms = Ewma(1.0 - 0.5 ** (1.0 / _RATIO_REF_HALF_LIFE))  # t_loc, r_i's reference
+        # the local operating point (t_loc, n_loc, x_loc): t_loc is r_i's reference, and
+        # the three together check that the latency fit still describes the present
+        local = 1.0 - 0.5 ** (1.0 / _RATIO_REF_HALF_LIFE)
+        self._ref_ms, self._ref_batch, self._ref_ctx = Ewma(local), Ewma(local), Ewma(local)
         self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
         # bounds of the last update
         self.b_memory = float(lower)  # nothing admitted before the first sample
@@ -249,7 +255,9 @@ class AdaptiveController:
             self.scale = max(_SCALE_MIN, self.scale * self.backoff)
             self.forecast_scale = max(_SCALE_MIN, self.forecast_scale * self.backoff)
         self.b_memory = self._memory_bound(sample)
-        self.b_sla = self._sla_bound(stats, now)
+        # never below the floor (a solution or a nudge under it means the floor): the
+        # bound is exported, and a negative one read as nonsense on /metrics
+        self.b_sla = max(float(self.lower), self._sla_bound(stats, now))
         # TTFT in view: once the queue's oldest request has waited half the TTFT target,
         # the requests behind it are about to miss their SLO; cutting the batch for TPOT
         # would only lengthen the queue, so the SLA bound steps aside until the queue
@@ -400,12 +408,22 @@ class AdaptiveController:
         self._step_ms.add(tpot)
         self._ref_ms.add(tpot)
         self._batch.add(n)
+        self._ref_batch.add(n)
+        self._ref_ctx.add(x)
         fit = self.fit
         fit.add(n, x, tpot)
-        n_bar, x_bar, t_bar = fit.means()
         # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
         target = self.d_sla / self.spread
-        abc = self._abc = fit.solve()
+        abc = fit.solve()
+        if abc is not None and not self._fit_describes_now(abc, target):
+            # the plant changed under a held batch: the fit forgets it and learns the
+            # new one from here (the slope-free step below moves the batch meanwhile)
+            fit = self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
+            fit.add(n, x, tpot)
+            self._ref_ms.value, self._ref_batch.value, self._ref_ctx.value = tpot, n, x
+            abc = None
+        self._abc = abc
+        n_bar, x_bar, t_bar = fit.means()
         if abc is not None:
             a, b, c = abc
             # In steady state each request brings its prompt once per L steps, so the
@@ -440,9 +458,11 @@ class AdaptiveController:
                 step = max(1.0, abs(solved - held) * _SLA_NUDGE)
                 return held - step if err > 1 else held + step
             return solved
-        # The batch sits still (pinned by a bound), so the slope is unknown. Assume t is
-        # proportional to n: that over-states the slope, so steps are cautious up and
-        # quick down, and iterated they converge to t(n) = target (and unpin the batch).
+        # The slope is unknown: the batch sat still (pinned by a bound) through all the
+        # fit remembers, or since the plant changed (_fit_describes_now). Assume t is
+        # proportional to n: that over-states the slope (the intercept is >= 0), so
+        # steps are cautious up and quick down, and iterated they converge to t(n) =
+        # target (and unpin the batch).
         t_now, n_now = self._step_ms.value, self._batch.value
         if not t_now or n_now is None:
             return self.b_sla
@@ -453,6 +473,20 @@ class AdaptiveController:
         if t_now < (1 - 2 * _SLA_MARGIN) * target:
             return max(n_now * target / t_now, n + 1)  # at least one more than now
         return self.b_sla
+
+    def _fit_describes_now(self, abc: tuple[float, float, float], target_ms: float) -> bool:
+        """Whether the fit's line passes within _FIT_DRIFT x target of the local
+        operating point (t_loc, n_loc, x_loc). The fit remembers ~2048 steps; when the
+        plant changes (a slower model, longer contexts) while the batch is held at one
+        size, the new steps all sit at one n, where a change of intercept and a change
+        of slope look the same, so the fit keeps most of the old slope and its line
+        misses the present. Solved from there the bound swung (through negative values)
+        and settled 7 % over target (t = 20 + 1.2 n, 50 ms: docs/CONTROLLER.md §2)."""
+        t_loc, n_loc, x_loc = self._ref_ms.value, self._ref_batch.value, self._ref_ctx.value
+        if t_loc is None or n_loc is None or x_loc is None:
+            return True
+        a, b, c = abc
+        return abs(a + b * n_loc + c * x_loc - t_loc) <= _FIT_DRIFT * target_ms
 
     # ---- reads ----------------------------------------------------------------
     @property

@@ -68,9 +68,8 @@ CONTROLLER_PARAMS: list[ParamSpec] = [
     ParamSpec(
         "tpot_sla_tolerance_ms",
         float,
-        5.0,
-        "`paper_sla`: tolerance band eps_D around D_SLA (ms; absolute: the default is 5 % "
-        "of the default tpot_sla_ms, scale it with the SLO)",
+        0.0,
+        "`paper_sla`: tolerance band eps_D around D_SLA (ms); 0 = 5 % of tpot_sla_ms",
         min=0.0,
         group=_G,
     ),

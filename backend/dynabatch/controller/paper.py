@@ -152,6 +152,18 @@ class PaperController:
         )
 
 
+# eps_D / D_SLA when tpot_sla_tolerance_ms is 0 (unset): 5 ms at the 100 ms MLPerf server
+# TPOT the band was first set for. An absolute 5 ms around a 12 ms target puts the
+# band's floor (7 ms) under the engine's one-request step, and the window then never
+# grows (docs/CONTROLLER.md, Baselines).
+TOLERANCE_FRACTION = 0.05
+
+
+def tolerance_ms(p: Mapping[str, Any]) -> float:
+    """eps_D: tpot_sla_tolerance_ms if set, else TOLERANCE_FRACTION x tpot_sla_ms."""
+    return p["tpot_sla_tolerance_ms"] or p["tpot_sla_ms"] * TOLERANCE_FRACTION
+
+
 _SLA_PARAMS = (
     "tpot_sla_ms",
     "tpot_sla_tolerance_ms",
@@ -170,7 +182,7 @@ def build_memory(p: Mapping[str, Any], b: Bounds) -> PaperMemoryController:
 def build_sla(p: Mapping[str, Any], b: Bounds) -> PaperSlaController:
     return PaperSlaController(
         d_sla_ms=p["tpot_sla_ms"],
-        eps_ms=p["tpot_sla_tolerance_ms"],
+        eps_ms=tolerance_ms(p),
         alpha=p["sla_window_alpha"],
         delta=p["sla_step_delta"],
         smoothing=p["sla_smoothing"],
