@@ -217,7 +217,7 @@ def format_rows(rows: list[dict]) -> str:
 
 def run_bench(args, workloads: list[Workload]) -> int:
     """`dynabatch bench` with --concurrency and/or --engine-opt (sequential runs)."""
-    from .commands import DEFAULT_PROFILE, slo_for
+    from .matrix import DEFAULT_PROFILE, slo_for
     from .report import write_json
     from .runner import run_policy
     from .suite import policy_lineup, select
