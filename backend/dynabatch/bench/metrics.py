@@ -33,6 +33,7 @@ class RequestRecord:
     arrival: float
     first_token: float | None = None
     finish: float | None = None
+    admitted: float | None = None  # when the gate passed it to the engine (TTFT breakdown)
     prompt_tokens: int = 0
     output_tokens: int = 0
     completed: bool = False  # finished normally (length/EOS/end_id), not rejected/failed
