@@ -156,7 +156,8 @@ class ServingCore:
                     oldest_wait_s=self.gate.oldest_wait(s.timestamp),
                     running=self.running,
                     waiting_head=[
-                        (q.request.prompt_len, q.request.max_new_tokens) for q in self.gate.head()
+                        (q.request.prompt_len, q.request.max_new_tokens)
+                        for q in self.gate.head(now=s.timestamp)
                     ]
                     if wants_head
                     else (),
