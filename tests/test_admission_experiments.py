@@ -45,6 +45,11 @@ def test_load_as_utilisation_runs_at_a_fraction_of_the_measured_capacity(tmp_pat
     assert row["capacity_rps"] == pytest.approx(measured["throughput_rps"])
     assert row["rate_rps"] == pytest.approx(0.8 * measured["throughput_rps"])
     assert row["engine_queue_wait_mean_fcfs_s"] >= 0.0
+    # each TTFT splits at the admission: the parts add up to it, request by request
+    for q in ("fcfs", "sjf"):
+        parts = row[f"to_admission_mean_{q}_s"] + row[f"admission_to_first_token_mean_{q}_s"]
+        assert parts == pytest.approx(row[f"ttft_mean_{q}_s"], rel=1e-9)
+        assert row[f"to_admission_mean_{q}_s"] > 0.0
 
 
 def test_true_length_sjf_orders_by_prompt_plus_the_real_output():
@@ -80,3 +85,6 @@ def test_bench_rows_tell_a_wait_in_the_engine_from_a_wait_at_the_gate():
     print({k: (wide[k], narrow[k]) for k in ("gate_wait_mean_s", "engine_queue_wait_mean_s")})
     assert wide["gate_wait_mean_s"] == 0.0 and wide["engine_queue_wait_mean_s"] > 1.0
     assert narrow["engine_queue_wait_mean_s"] < 0.05 * narrow["gate_wait_mean_s"]
+    # what held the gate: the narrow limit, most of the time; the wide one never
+    assert narrow["gate_held_by_limit_frac"] > 0.5
+    assert wide["gate_held_by_limit_frac"] == 0.0

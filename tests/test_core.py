@@ -283,6 +283,28 @@ def test_the_controller_sees_the_aged_request_as_the_head_it_will_admit():
     assert (4, 3) in [h[0] for h in controller.heads if h]
 
 
+def test_admission_block_names_what_holds_the_gate():
+    engine, rec = OneTokenEngine(), Recorder()
+    controller = FixedLimit(1)
+    core = ServingCore(engine, controller, AdmissionGate())
+    assert core.admission_block() is None
+    core.submit(req(1, n=100), rec)
+    core.submit(req(2, n=100), rec)
+    core.step()
+    assert core.admission_block() == "limit" and len(core.gate) == 1
+    # a wider limit with prefill pacing at 1 prompt token per iteration: request 2
+    # (4 prompt tokens) goes on the full bucket, and its debt holds request 3 back
+    controller.value = 8
+    controller.prefill_tokens_per_step = 1.0  # type: ignore[attr-defined]
+    engine.step()
+    core.step()
+    assert 2 in core.running
+    core.submit(req(3), rec)
+    engine.step()
+    core.step()
+    assert core.admission_block() == "pacing" and 3 in core.gate
+
+
 def test_replace_engine_serves_the_queue_on_the_new_engine_with_the_new_controller():
     old, rec = OneTokenEngine(), Recorder()
     core = ServingCore(old, FixedLimit(1), AdmissionGate())

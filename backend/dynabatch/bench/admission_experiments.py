@@ -138,6 +138,27 @@ def capacity(args, seed: int) -> float:
     return measured[seed]
 
 
+def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> dict[str, list]:
+    """Each served request's TTFT in two parts: `gate` (arrival -> admission: what an
+    admission order can act on) and `engine` (admission -> first token: the engine's own
+    queue, the prefill, in a batch with the running requests' decode steps)."""
+    served = [
+        r
+        for r in records
+        if r.first_token is not None
+        and r.admitted is not None
+        and (tenant is None or r.tenant == tenant)
+    ]
+    return {
+        "gate": [r.admitted - r.arrival for r in served],
+        "engine": [r.first_token - r.admitted for r in served],
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
 def _stat(values: list[float]) -> dict:
     return {"median": median(values), "min": min(values), "max": max(values)}
 
@@ -148,9 +169,13 @@ def fairness(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = two_tenant_workload(base, args.requests, rate, seed)
-        alone = _run(only_tenant(wl, "light"), args, "fcfs")
-        fcfs = _run(wl, args, "fcfs")
-        fair = _run(wl, args, "fair")
+        runs = {
+            "alone": _run_full(only_tenant(wl, "light"), args, "fcfs"),
+            "fcfs": _run_full(wl, args, "fcfs"),
+            "fair": _run_full(wl, args, "fair"),
+        }
+        alone, fcfs, fair = (runs[k].row for k in ("alone", "fcfs", "fair"))
+        split = {k: ttft_split(r.records, "light") for k, r in runs.items()}
         light_alone = alone["ttft_p99_s"]
         per_seed.append(
             {
@@ -169,6 +194,14 @@ def fairness(args) -> dict:
                 "heavy_ttft_p99_fcfs_s": fcfs["tenants"]["heavy"]["ttft_p99_s"],
                 "heavy_ttft_p99_fair_s": fair["tenants"]["heavy"]["ttft_p99_s"],
                 "throughput_fair_vs_fcfs": fair["output_tok_s"] / fcfs["output_tok_s"],
+                # where the light tenant's TTFT goes (P99 of each part on its own)
+                "light_to_admission_p99_alone_s": _pct(split["alone"]["gate"], 99),
+                "light_to_admission_p99_fcfs_s": _pct(split["fcfs"]["gate"], 99),
+                "light_to_admission_p99_fair_s": _pct(split["fair"]["gate"], 99),
+                "light_admission_to_first_token_p99_alone_s": _pct(split["alone"]["engine"], 99),
+                "light_admission_to_first_token_p99_fair_s": _pct(split["fair"]["engine"], 99),
+                "gate_held_by_limit_frac_fair": fair["gate_held_by_limit_frac"],
+                "gate_held_by_pacing_frac_fair": fair["gate_held_by_pacing_frac"],
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
@@ -188,8 +221,9 @@ def sjf(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = resample(base, args.requests, rate, seed=seed)
-        rows = {q: _run(wl, args, q) for q in ("fcfs", "sjf")}
-        f, s = rows["fcfs"], rows["sjf"]
+        runs = {q: _run_full(wl, args, q) for q in ("fcfs", "sjf")}
+        f, s = runs["fcfs"].row, runs["sjf"].row
+        split = {q: ttft_split(r.records) for q, r in runs.items()}
         per_seed.append(
             {
                 "seed": seed,
@@ -209,6 +243,15 @@ def sjf(args) -> dict:
                 "mean_cut": 1.0 - s["ttft_mean_s"] / f["ttft_mean_s"],
                 "median_cut": 1.0 - s["ttft_p50_s"] / f["ttft_p50_s"],
                 "throughput_sjf_vs_fcfs": s["output_tok_s"] / f["output_tok_s"],
+                # where the mean TTFT goes: arrival -> admission (the order's part; it
+                # includes waiting for the running iteration to end) + admission -> first
+                # token (engine queue, prefill in a batch)
+                "to_admission_mean_fcfs_s": float(np.mean(split["fcfs"]["gate"])),
+                "to_admission_mean_sjf_s": float(np.mean(split["sjf"]["gate"])),
+                "admission_to_first_token_mean_fcfs_s": float(np.mean(split["fcfs"]["engine"])),
+                "admission_to_first_token_mean_sjf_s": float(np.mean(split["sjf"]["engine"])),
+                "gate_held_by_limit_frac_fcfs": f["gate_held_by_limit_frac"],
+                "gate_held_by_pacing_frac_fcfs": f["gate_held_by_pacing_frac"],
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
