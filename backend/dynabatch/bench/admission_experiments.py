@@ -138,19 +138,28 @@ def capacity(args, seed: int) -> float:
     return measured[seed]
 
 
+# The parts of a TTFT, in order (ttft_split)
+TTFT_PARTS = ("iteration", "gate", "engine")
+
+
 def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> dict[str, list]:
-    """Each served request's TTFT in two parts: `gate` (arrival -> admission: what an
-    admission order can act on) and `engine` (admission -> first token: the engine's own
-    queue, the prefill, in a batch with the running requests' decode steps)."""
+    """Each served request's TTFT in three parts: `iteration` (arrival -> taken into the
+    gate: the engine iteration running when it arrived ends first), `gate` (held in the
+    gate: by the in-flight limit, by prefill pacing, or behind requests the order puts
+    first; the only part an admission order acts on) and `engine` (admission -> first
+    token: the engine's own queue and the prefill, in a batch with the running requests'
+    decode steps)."""
     served = [
         r
         for r in records
         if r.first_token is not None
+        and r.queued is not None
         and r.admitted is not None
         and (tenant is None or r.tenant == tenant)
     ]
     return {
-        "gate": [r.admitted - r.arrival for r in served],
+        "iteration": [r.queued - r.arrival for r in served],
+        "gate": [r.admitted - r.queued for r in served],
         "engine": [r.first_token - r.admitted for r in served],
     }
 
@@ -195,11 +204,12 @@ def fairness(args) -> dict:
                 "heavy_ttft_p99_fair_s": fair["tenants"]["heavy"]["ttft_p99_s"],
                 "throughput_fair_vs_fcfs": fair["output_tok_s"] / fcfs["output_tok_s"],
                 # where the light tenant's TTFT goes (P99 of each part on its own)
-                "light_to_admission_p99_alone_s": _pct(split["alone"]["gate"], 99),
-                "light_to_admission_p99_fcfs_s": _pct(split["fcfs"]["gate"], 99),
-                "light_to_admission_p99_fair_s": _pct(split["fair"]["gate"], 99),
-                "light_admission_to_first_token_p99_alone_s": _pct(split["alone"]["engine"], 99),
-                "light_admission_to_first_token_p99_fair_s": _pct(split["fair"]["engine"], 99),
+                # where the light tenant's TTFT goes: the P99 of each part on its own
+                **{
+                    f"light_{part}_p99_{run}_s": _pct(split[run][part], 99)
+                    for part in TTFT_PARTS
+                    for run in ("alone", "fcfs", "fair")
+                },
                 "gate_held_by_limit_frac_fair": fair["gate_held_by_limit_frac"],
                 "gate_held_by_pacing_frac_fair": fair["gate_held_by_pacing_frac"],
             }
@@ -243,13 +253,12 @@ def sjf(args) -> dict:
                 "mean_cut": 1.0 - s["ttft_mean_s"] / f["ttft_mean_s"],
                 "median_cut": 1.0 - s["ttft_p50_s"] / f["ttft_p50_s"],
                 "throughput_sjf_vs_fcfs": s["output_tok_s"] / f["output_tok_s"],
-                # where the mean TTFT goes: arrival -> admission (the order's part; it
-                # includes waiting for the running iteration to end) + admission -> first
-                # token (engine queue, prefill in a batch)
-                "to_admission_mean_fcfs_s": float(np.mean(split["fcfs"]["gate"])),
-                "to_admission_mean_sjf_s": float(np.mean(split["sjf"]["gate"])),
-                "admission_to_first_token_mean_fcfs_s": float(np.mean(split["fcfs"]["engine"])),
-                "admission_to_first_token_mean_sjf_s": float(np.mean(split["sjf"]["engine"])),
+                # where the mean TTFT goes (the means of the parts add up to it)
+                **{
+                    f"{part}_mean_{q}_s": float(np.mean(split[q][part]))
+                    for part in TTFT_PARTS
+                    for q in ("fcfs", "sjf")
+                },
                 "gate_held_by_limit_frac_fcfs": f["gate_held_by_limit_frac"],
                 "gate_held_by_pacing_frac_fcfs": f["gate_held_by_pacing_frac"],
             }

@@ -50,7 +50,7 @@ class _Sink:
     def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         rec = self.record
         if rec.admitted is None and state is not None:
-            rec.admitted = state.admitted_time
+            rec.queued, rec.admitted = state.arrival_time, state.admitted_time
         if event.token_ids:
             if rec.first_token is None:
                 rec.first_token = event.time
