@@ -88,3 +88,15 @@ def test_bench_rows_tell_a_wait_in_the_engine_from_a_wait_at_the_gate():
     # what held the gate: the narrow limit, most of the time; the wide one never
     assert narrow["gate_held_by_limit_frac"] > 0.5
     assert wide["gate_held_by_limit_frac"] == 0.0
+
+
+def test_fairness_reports_where_the_light_tenants_ttft_goes(tmp_path):
+    argv = ["fairness", "--seeds", "0", "--requests", "200", "--profile", PROFILE]
+    argv += ["--load", "0.9", "--capacity-def", "throughput"]
+    assert main(argv + ["--json", str(tmp_path / "fair.json")]) == 0
+    (row,) = json.loads((tmp_path / "fair.json").read_text())["per_seed"]
+    # a TTFT is never shorter than its engine part, so neither is its P99
+    assert 0.0 < row["engine_floor_vs_alone"] <= row["fair_vs_alone"]
+    for run in ("alone", "fcfs", "fair"):
+        assert row[f"light_engine_p99_{run}_s"] <= row[f"light_ttft_p99_{run}_s"]
+    assert row["light_gate_p99_fcfs_s"] > row["light_gate_p99_alone_s"]
