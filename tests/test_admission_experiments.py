@@ -45,6 +45,11 @@ def test_load_as_utilisation_runs_at_a_fraction_of_the_measured_capacity(tmp_pat
     assert row["capacity_rps"] == pytest.approx(measured["throughput_rps"])
     assert row["rate_rps"] == pytest.approx(0.8 * measured["throughput_rps"])
     assert row["engine_queue_wait_mean_fcfs_s"] >= 0.0
+    # each TTFT splits at the admission: the parts add up to it, request by request
+    for q in ("fcfs", "sjf"):
+        parts = [row[f"{part}_mean_{q}_s"] for part in ("iteration", "gate", "engine")]
+        assert sum(parts) == pytest.approx(row[f"ttft_mean_{q}_s"], rel=1e-9)
+        assert min(parts) > 0.0
 
 
 def test_true_length_sjf_orders_by_prompt_plus_the_real_output():
@@ -80,3 +85,18 @@ def test_bench_rows_tell_a_wait_in_the_engine_from_a_wait_at_the_gate():
     print({k: (wide[k], narrow[k]) for k in ("gate_wait_mean_s", "engine_queue_wait_mean_s")})
     assert wide["gate_wait_mean_s"] == 0.0 and wide["engine_queue_wait_mean_s"] > 1.0
     assert narrow["engine_queue_wait_mean_s"] < 0.05 * narrow["gate_wait_mean_s"]
+    # what held the gate: the narrow limit, most of the time; the wide one never
+    assert narrow["gate_held_by_limit_frac"] > 0.5
+    assert wide["gate_held_by_limit_frac"] == 0.0
+
+
+def test_fairness_reports_where_the_light_tenants_ttft_goes(tmp_path):
+    argv = ["fairness", "--seeds", "0", "--requests", "200", "--profile", PROFILE]
+    argv += ["--load", "0.9", "--capacity-def", "throughput"]
+    assert main(argv + ["--json", str(tmp_path / "fair.json")]) == 0
+    (row,) = json.loads((tmp_path / "fair.json").read_text())["per_seed"]
+    # a TTFT is never shorter than its engine part, so neither is its P99
+    assert 0.0 < row["engine_floor_vs_alone"] <= row["fair_vs_alone"]
+    for run in ("alone", "fcfs", "fair"):
+        assert row[f"light_engine_p99_{run}_s"] <= row[f"light_ttft_p99_{run}_s"]
+    assert row["light_gate_p99_fcfs_s"] > row["light_gate_p99_alone_s"]

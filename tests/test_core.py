@@ -248,6 +248,63 @@ def test_gate_head_lists_the_next_requests_in_order():
     assert [gate.pop().request.request_id for _ in range(2)] == [3, 1]
 
 
+@dataclass
+class HeadRecorder(FixedLimit):
+    """A fixed limit that keeps the waiting head each update showed it."""
+
+    wants_waiting_head = True
+    heads: list = field(default_factory=list)
+
+    def update(self, sample) -> int:
+        self.heads.append(list(sample.waiting_head))
+        return super().update(sample)
+
+
+def test_the_controller_sees_the_aged_request_as_the_head_it_will_admit():
+    # sjf would take the short request 3 first, but request 2 has waited past the aging
+    # bound, so 2 goes next: the head the controller sizes the admission on (KV fit,
+    # prefill allowance) must be 2, not the order's pick without aging
+    from dynabatch.queue_order import ShortestJobOrder
+
+    engine, rec = OneTokenEngine(), Recorder()
+    controller = HeadRecorder(1)
+    core = ServingCore(engine, controller, AdmissionGate(order=ShortestJobOrder(), aging_s=0.05))
+    core.submit(req(1, n=100), rec)  # holds the only place
+    core.step()
+    core.submit(req(2, n=3, prompt=40), rec)
+    engine.step()
+    core.step()
+    core.submit(req(3, n=3, prompt=4), rec)
+    while engine.t < 0.1:  # request 2 waits past 0.05 s
+        engine.step()
+        core.step()
+    assert controller.heads[-1][0] == (40, 3)
+    # before the bound, the order's own pick led
+    assert (4, 3) in [h[0] for h in controller.heads if h]
+
+
+def test_admission_block_names_what_holds_the_gate():
+    engine, rec = OneTokenEngine(), Recorder()
+    controller = FixedLimit(1)
+    core = ServingCore(engine, controller, AdmissionGate())
+    assert core.admission_block() is None
+    core.submit(req(1, n=100), rec)
+    core.submit(req(2, n=100), rec)
+    core.step()
+    assert core.admission_block() == "limit" and len(core.gate) == 1
+    # a wider limit with prefill pacing at 1 prompt token per iteration: request 2
+    # (4 prompt tokens) goes on the full bucket, and its debt holds request 3 back
+    controller.value = 8
+    controller.prefill_tokens_per_step = 1.0  # type: ignore[attr-defined]
+    engine.step()
+    core.step()
+    assert 2 in core.running
+    core.submit(req(3), rec)
+    engine.step()
+    core.step()
+    assert core.admission_block() == "pacing" and 3 in core.gate
+
+
 def test_replace_engine_serves_the_queue_on_the_new_engine_with_the_new_controller():
     old, rec = OneTokenEngine(), Recorder()
     core = ServingCore(old, FixedLimit(1), AdmissionGate())

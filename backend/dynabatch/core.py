@@ -156,7 +156,8 @@ class ServingCore:
                     oldest_wait_s=self.gate.oldest_wait(s.timestamp),
                     running=self.running,
                     waiting_head=[
-                        (q.request.prompt_len, q.request.max_new_tokens) for q in self.gate.head()
+                        (q.request.prompt_len, q.request.max_new_tokens)
+                        for q in self.gate.head(now=s.timestamp)
                     ]
                     if wants_head
                     else (),
@@ -229,16 +230,23 @@ class ServingCore:
         elif request_id in self.running:
             self.engine.cancel(request_id)  # the engine answers with a final CANCELLED event
 
+    def admission_block(self) -> str | None:
+        """What holds the next admission back now: "limit" (the controller's in-flight
+        limit is reached), "pacing" (the prefill credit is spent), or None. The gate's
+        order only picks which waiting request goes once neither holds."""
+        if len(self.running) >= self.controller.limit:
+            return "limit"
+        # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
+        # the requests decoding beside it, and only theirs; with none decoding, the
+        # prompts go together (a burst into an idle engine is prefilled at once)
+        if self.decoding and not self.prefill_credit.open:
+            return "pacing"
+        return None
+
     def _admit(self, now: float) -> None:
-        limit = self.controller.limit
         credit = self.prefill_credit
         credit.follow(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
-        while len(self.running) < limit:
-            # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
-            # the requests decoding beside it, and only theirs; with none decoding, the
-            # prompts go together (a burst into an idle engine is prefilled at once)
-            if self.decoding and not credit.open:
-                return
+        while self.admission_block() is None:
             item = self.gate.admit(now)
             if item is None:
                 return

@@ -147,12 +147,15 @@ class AdmissionGate:
                 return arrivals[0]
         return heads[lane]
 
-    def head(self, k: int = 4) -> list[QueuedRequest]:
+    def head(self, k: int = 4, now: float | None = None) -> list[QueuedRequest]:
         """About the first k requests in admission order, cheaply: the k smallest of a
         binary heap lie in its top k levels, so only those 2^k - 1 slots are read
         (entries removed but not yet popped make the answer approximate, never wrong
-        in order). With several lanes (fair), the lanes' tops merged by key."""
-        first = self.peek()
+        in order). With several lanes (fair), the lanes' tops merged by key. With `now`,
+        the first is the one `admit(now)` takes (aging included): the controller sizes
+        the next admission (KV fit, prefill allowance) on it, so it must be the request
+        that actually goes next, not the one the order would pick without aging."""
+        first = self.peek(now)
         top = [
             item
             for heap in self._lanes.values()

@@ -138,6 +138,36 @@ def capacity(args, seed: int) -> float:
     return measured[seed]
 
 
+# The parts of a TTFT, in order (ttft_split)
+TTFT_PARTS = ("iteration", "gate", "engine")
+
+
+def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> dict[str, list]:
+    """Each served request's TTFT in three parts: `iteration` (arrival -> taken into the
+    gate: the engine iteration running when it arrived ends first), `gate` (held in the
+    gate: by the in-flight limit, by prefill pacing, or behind requests the order puts
+    first; the only part an admission order acts on) and `engine` (admission -> first
+    token: the engine's own queue and the prefill, in a batch with the running requests'
+    decode steps)."""
+    served = [
+        r
+        for r in records
+        if r.first_token is not None
+        and r.queued is not None
+        and r.admitted is not None
+        and (tenant is None or r.tenant == tenant)
+    ]
+    return {
+        "iteration": [r.queued - r.arrival for r in served],
+        "gate": [r.admitted - r.queued for r in served],
+        "engine": [r.first_token - r.admitted for r in served],
+    }
+
+
+def _pct(values: list[float], q: float) -> float:
+    return float(np.percentile(values, q)) if values else 0.0
+
+
 def _stat(values: list[float]) -> dict:
     return {"median": median(values), "min": min(values), "max": max(values)}
 
@@ -148,9 +178,13 @@ def fairness(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = two_tenant_workload(base, args.requests, rate, seed)
-        alone = _run(only_tenant(wl, "light"), args, "fcfs")
-        fcfs = _run(wl, args, "fcfs")
-        fair = _run(wl, args, "fair")
+        runs = {
+            "alone": _run_full(only_tenant(wl, "light"), args, "fcfs"),
+            "fcfs": _run_full(wl, args, "fcfs"),
+            "fair": _run_full(wl, args, "fair"),
+        }
+        alone, fcfs, fair = (runs[k].row for k in ("alone", "fcfs", "fair"))
+        split = {k: ttft_split(r.records, "light") for k, r in runs.items()}
         light_alone = alone["ttft_p99_s"]
         per_seed.append(
             {
@@ -169,6 +203,18 @@ def fairness(args) -> dict:
                 "heavy_ttft_p99_fcfs_s": fcfs["tenants"]["heavy"]["ttft_p99_s"],
                 "heavy_ttft_p99_fair_s": fair["tenants"]["heavy"]["ttft_p99_s"],
                 "throughput_fair_vs_fcfs": fair["output_tok_s"] / fcfs["output_tok_s"],
+                # where the light tenant's TTFT goes: the P99 of each part on its own
+                **{
+                    f"light_{part}_p99_{run}_s": _pct(split[run][part], 99)
+                    for part in TTFT_PARTS
+                    for run in ("alone", "fcfs", "fair")
+                },
+                # TTFT >= its engine part request by request, so the P99 of the engine
+                # part under `fair` bounds the light P99 from below whatever the gate
+                # does: as a multiple of alone, the best an admission order could reach
+                "engine_floor_vs_alone": _pct(split["fair"]["engine"], 99) / light_alone,
+                "gate_held_by_limit_frac_fair": fair["gate_held_by_limit_frac"],
+                "gate_held_by_pacing_frac_fair": fair["gate_held_by_pacing_frac"],
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)
@@ -188,8 +234,9 @@ def sjf(args) -> dict:
     for seed in args.seed_list:
         rate = args.load * capacity(args, seed)
         wl = resample(base, args.requests, rate, seed=seed)
-        rows = {q: _run(wl, args, q) for q in ("fcfs", "sjf")}
-        f, s = rows["fcfs"], rows["sjf"]
+        runs = {q: _run_full(wl, args, q) for q in ("fcfs", "sjf")}
+        f, s = runs["fcfs"].row, runs["sjf"].row
+        split = {q: ttft_split(r.records) for q, r in runs.items()}
         per_seed.append(
             {
                 "seed": seed,
@@ -209,6 +256,18 @@ def sjf(args) -> dict:
                 "mean_cut": 1.0 - s["ttft_mean_s"] / f["ttft_mean_s"],
                 "median_cut": 1.0 - s["ttft_p50_s"] / f["ttft_p50_s"],
                 "throughput_sjf_vs_fcfs": s["output_tok_s"] / f["output_tok_s"],
+                # where the mean TTFT goes (the means of the parts add up to it)
+                **{
+                    f"{part}_mean_{q}_s": float(np.mean(split[q][part]))
+                    for part in TTFT_PARTS
+                    for q in ("fcfs", "sjf")
+                },
+                # an order can only move the gate part: its share of the fcfs mean TTFT
+                # is the largest mean cut any order could reach on these requests
+                "gate_share_of_ttft_mean_fcfs": float(np.mean(split["fcfs"]["gate"]))
+                / f["ttft_mean_s"],
+                "gate_held_by_limit_frac_fcfs": f["gate_held_by_limit_frac"],
+                "gate_held_by_pacing_frac_fcfs": f["gate_held_by_pacing_frac"],
             }
         )
         print(json.dumps(per_seed[-1]), file=sys.stderr)

@@ -33,6 +33,10 @@ class RequestRecord:
     arrival: float
     first_token: float | None = None
     finish: float | None = None
+    # TTFT breakdown: when the serving core took it into the gate (the end of the engine
+    # iteration running when it arrived) and when the gate passed it to the engine
+    queued: float | None = None
+    admitted: float | None = None
     prompt_tokens: int = 0
     output_tokens: int = 0
     completed: bool = False  # finished normally (length/EOS/end_id), not rejected/failed

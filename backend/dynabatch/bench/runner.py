@@ -49,6 +49,8 @@ class _Sink:
 
     def on_event(self, event: TokenEvent, state: RequestState | None) -> None:
         rec = self.record
+        if rec.admitted is None and state is not None:
+            rec.queued, rec.admitted = state.arrival_time, state.admitted_time
         if event.token_ids:
             if rec.first_token is None:
                 rec.first_token = event.time
@@ -243,6 +245,10 @@ def run_policy(
     timeline = Timeline()
     busy_s = batch_area = kv_area = 0.0
     engine_queue_area = 0.0  # time-integral of requests admitted but not yet started
+    # engine time during which requests waited in the gate, by what held them back
+    # (core.admission_block): no order can admit a request while either holds
+    held_s = {"limit": 0.0, "pacing": 0.0}
+    held_by: str | None = None
     last_stats: IterationStats | None = None
     watch = SloMissWatch(records, slo, len(admissible)) if stop_at_slo_miss else None
     # Did the controller's limit ever hold a request back (the gate still held one
@@ -252,7 +258,7 @@ def run_policy(
 
     def observe() -> bool:
         nonlocal last_stats, busy_s, batch_area, kv_area, engine_queue_area
-        nonlocal peak_running, limit_bound
+        nonlocal peak_running, limit_bound, held_by
         if len(core.running) > peak_running:
             peak_running = len(core.running)
         if not limit_bound and len(gate):
@@ -265,9 +271,12 @@ def run_policy(
             batch_area += dt * stats.num_active_requests
             kv_area += dt * stats.kv_occupancy
             engine_queue_area += dt * stats.num_queued_requests
+            if held_by is not None:  # this iteration ran while the last pass held requests
+                held_s[held_by] += dt
             timeline.add(
                 stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
             )
+        held_by = core.admission_block() if len(gate) else None
         return watch is not None and watch.missed(engine.now())
 
     try:
@@ -305,6 +314,9 @@ def run_policy(
     # ... and the time spent admitted but waiting inside the engine's own (FCFS) queue,
     # which no gate order reaches (Little's law: mean wait = queue-length area / arrivals)
     row["engine_queue_wait_mean_s"] = engine_queue_area / gate.admitted if gate.admitted else 0.0
+    # share of the engine's busy time during which the gate held requests back, by cause
+    row["gate_held_by_limit_frac"] = held_s["limit"] / busy_s if busy_s else 0.0
+    row["gate_held_by_pacing_frac"] = held_s["pacing"] / busy_s if busy_s else 0.0
     if any(r.tenant for r in records):
         row["tenants"] = per_tenant(records, row["duration_s"], slo)
     row.update(
