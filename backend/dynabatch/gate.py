@@ -20,24 +20,11 @@ from __future__ import annotations
 import heapq
 import itertools
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
-from .queue_order import DEFAULT_TENANT, QueueOrder, TenantTable
+from .queue_order import DEFAULT_TENANT, QueuedRequest, QueueOrder, TenantTable
 from .types import GenerationRequest
-
-
-@dataclass(order=True)
-class QueuedRequest:
-    sort_key: tuple = field(init=False, repr=False)
-    request: GenerationRequest = field(compare=False)
-    sink: Any = field(compare=False)
-    enqueue_time: float = field(compare=False)
-    seq: int = field(compare=False, default=0)
-    alive: bool = field(compare=False, default=True)
-
-    def __post_init__(self) -> None:
-        self.sort_key = (-self.request.priority, self.seq)
 
 
 @dataclass

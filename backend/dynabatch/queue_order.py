@@ -27,21 +27,36 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING
+from typing import Any
 
 import numpy as np
 
 from .controller.kv_forecast import SurvivalTable
 from .params import ConfigError, ParamSpec
-
-if TYPE_CHECKING:
-    from .gate import QueuedRequest
+from .types import GenerationRequest
 
 QUEUE_POLICIES = ("fcfs", "priority", "sjf", "fair")
 DEFAULT_TENANT = "default"
 # VTC's token weights (the paper's w_p, w_q: an output token costs twice an input token)
 VTC_INPUT_WEIGHT = 1.0
 VTC_OUTPUT_WEIGHT = 2.0
+
+
+@dataclass(order=True)
+class QueuedRequest:
+    """A request waiting in the gate (gate.py), as the orders below see it: heaps sort
+    it by priority then arrival (`sort_key`); cancels and expiry mark it dead."""
+
+    sort_key: tuple = field(init=False, repr=False)
+    request: GenerationRequest = field(compare=False)
+    sink: Any = field(compare=False)  # where its tokens go once admitted (core.py)
+    enqueue_time: float = field(compare=False)
+    seq: int = field(compare=False, default=0)
+    alive: bool = field(compare=False, default=True)
+
+    def __post_init__(self) -> None:
+        self.sort_key = (-self.request.priority, self.seq)
+
 
 QUEUE_ORDER_PARAMS: list[ParamSpec] = [
     ParamSpec(

@@ -38,8 +38,7 @@ from statistics import median
 
 import numpy as np
 
-from ..gate import QueuedRequest
-from ..queue_order import QueueOrderConfig, ShortestJobOrder
+from ..queue_order import QueuedRequest, QueueOrderConfig, ShortestJobOrder
 from .capacity import default_slo
 from .metrics import RequestRecord
 from .runner import MAXU, PolicySpec, RunResult, run_policy
