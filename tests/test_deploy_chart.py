@@ -121,6 +121,62 @@ def test_endpoint_picker_scrapes_tritons_metrics_port_with_queue_and_kv_scorers(
     assert refs == ["queue-scorer", "kv-cache-utilization-scorer", "max-score-picker"]
 
 
+def picker_of(docs: list[dict]) -> tuple[dict, dict]:
+    """The endpoint picker's container and its EndpointPickerConfig."""
+    (epp,) = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"].endswith("-epp")]
+    (cm,) = [d for d in by_kind(docs, "ConfigMap") if d["metadata"]["name"].endswith("-epp")]
+    return epp["spec"]["template"]["spec"]["containers"][0], yaml.safe_load(cm["data"]["epp.yaml"])
+
+
+def test_endpoint_picker_reads_tritons_series_not_vllms(docs):
+    """The picker's metric names default to vLLM's; the chart names Triton's, the ones
+    dynabatch exports (checked against a live /metrics in test_deploy_dashboard.py)."""
+    for rendered in (docs, render({"inferencePool": {"picker": "llm-d"}})):
+        args = picker_of(rendered)[0]["args"]
+        assert (
+            "--total-queued-requests-metric=nv_trt_llm_request_metrics{request_type=waiting}"
+            in args
+        )
+        assert (
+            "--kv-cache-usage-percentage-metric="
+            "nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type=fraction}" in args
+        )
+
+
+def test_llm_d_picker_adds_the_active_request_scorer():
+    """One value deploys llm-d's inference scheduler with its active-request-scorer
+    next to the queue and KV scorers (llm-d's default weights for those two); every
+    object still validates and the pool still points at the picker."""
+    docs = render({"inferencePool": {"picker": "llm-d"}})
+    container, config = picker_of(docs)
+    assert container["image"].startswith("ghcr.io/llm-d/llm-d-inference-scheduler:")
+    assert [p["type"] for p in config["plugins"]] == [
+        "queue-scorer",
+        "kv-cache-utilization-scorer",
+        "active-request-scorer",
+        "max-score-picker",
+    ]
+    weights = {p["pluginRef"]: p.get("weight") for p in config["schedulingProfiles"][0]["plugins"]}
+    assert weights == {
+        "queue-scorer": 2,
+        "kv-cache-utilization-scorer": 2,
+        "active-request-scorer": 2,
+        "max-score-picker": None,
+    }
+    for doc in docs:
+        if doc["kind"] in CRDS:
+            jsonschema.validate(doc, crd_schema(doc["kind"]))
+        else:
+            kubernetes_validate.validate(doc, KUBE_VERSION, strict=True)
+    (pool,) = by_kind(docs, "InferencePool")
+    assert pool["spec"]["endpointPickerRef"]["name"] == "llm-dynabatch-epp"
+    # newer llm-d images count in-flight requests in a plugin of their own
+    newer = render(
+        {"inferencePool": {"picker": "llm-d", "endpointPicker": {"llmdInflightLoadProducer": True}}}
+    )
+    assert "inflight-load-producer" in [p["type"] for p in picker_of(newer)[1]["plugins"]]
+
+
 def triton_container(docs: list[dict]) -> dict:
     model = [d for d in by_kind(docs, "Deployment") if d["metadata"]["name"] == "llm-dynabatch"][0]
     return model["spec"]["template"]["spec"]["containers"][0]
@@ -199,3 +255,5 @@ def test_bad_chart_values_fail_the_render_naming_the_field():
         render({"model": {"tensorParallelSize": 0}})
     with pytest.raises(HelmValuesError, match="launcher"):
         render({"model": {"launcher": "mpirun"}})
+    with pytest.raises(HelmValuesError, match="picker"):
+        render({"inferencePool": {"picker": "envoy"}})

@@ -1,5 +1,5 @@
 """The chart against a real tritonserver serving the model: every series the Grafana
-dashboard and the KEDA ScaledObject query exists on the model's live /metrics (with the
+dashboard, the KEDA ScaledObject and the endpoint picker query exists on the model's live /metrics (with the
 label values the queries select), and the liveness probe's inference request succeeds
 on a serving model and fails once the model is gone."""
 
@@ -62,6 +62,23 @@ def scaler_exprs() -> list[str]:
     return [t["metadata"]["query"] for t in so["spec"]["triggers"]]
 
 
+def picker_selectors() -> list[tuple[str, dict[str, str]]]:
+    """The series the endpoint picker is told to read (its `--*-metric` flags, written
+    `name{label=value}` without quotes)."""
+    (epp,) = [
+        d
+        for d in chart_docs()
+        if d["kind"] == "Deployment" and d["metadata"]["name"].endswith("-epp")
+    ]
+    out = []
+    for arg in epp["spec"]["template"]["spec"]["containers"][0]["args"]:
+        flag, _, spec = arg.partition("=")
+        if flag.endswith("-metric") and spec:
+            name, _, body = spec.rstrip("}").partition("{")
+            out.append((name, dict(pair.split("=") for pair in body.split(",") if pair)))
+    return out
+
+
 def exported(text: str) -> dict[str, list[dict[str, str]]]:
     series: dict[str, list[dict[str, str]]] = {}
     for line in text.splitlines():
@@ -104,8 +121,10 @@ def test_every_dashboard_and_scaler_series_is_on_live_metrics(served):
     assert probe.returncode == 0, probe.stderr.decode()
     wait_for(lambda: (served.metric("dynabatch_requests_total", outcome="completed") or 0) >= 1)
     live = exported(served.metrics())
-    wanted = [s for e in dashboard_exprs() + scaler_exprs() for s in selectors(e)]
-    assert len(wanted) >= 20
+    picker = picker_selectors()
+    assert len(picker) == 2  # waiting queue and KV fraction
+    wanted = [s for e in dashboard_exprs() + scaler_exprs() for s in selectors(e)] + picker
+    assert len(wanted) >= 22
     missing = [
         (name, labels)
         for name, labels in wanted

@@ -5,6 +5,7 @@ arrival noise, so probes differ by rate alone and routers compare on paired seed
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from dataclasses import dataclass
 
@@ -28,11 +29,14 @@ class FleetCapacityJob:
 def run_fleet_capacity(job: FleetCapacityJob) -> dict:
     mix = length_mix(job.workload)
     n = job.requests_per_replica * job.cfg.replicas
+    # The seed also fixes the pods' scrape phases and the picker's tie-breaks: every
+    # probe of one seed sees the same ones, every seed its own.
+    cfg = dataclasses.replace(job.cfg, seed=job.seed)
 
     def meets(rate: float) -> bool:
         wl = fleet_workload(mix, n, rate, seed=job.seed)
         try:
-            row = run_fleet(wl, job.cfg, stop_on_slo_miss=True)
+            row = run_fleet(wl, cfg, stop_on_slo_miss=True)
         except SloBroken:
             return False
         return meets_slo_percentile(row, job.cfg.slo)
@@ -60,4 +64,6 @@ def run_fleet_capacity(job: FleetCapacityJob) -> dict:
         "slo_tpot_s": job.cfg.slo.tpot_s,
         "scrape_interval_s": job.cfg.scrape.interval_s,
         "staleness_s": job.cfg.scrape.staleness_s,
+        "metrics_interval_s": job.cfg.scrape.metrics_interval_s,
+        "spread_phases": job.cfg.scrape.spread_phases,
     }

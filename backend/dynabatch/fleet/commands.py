@@ -18,7 +18,8 @@ from ..bench.capacity import default_slo
 from ..bench.metrics import Slo
 from ..bench.report import write_json
 from .capacity import FleetCapacityJob, run_fleet_capacity
-from .routers import ROUTERS, ScrapeConfig
+from .routers import ROUTERS
+from .scrape import ScrapeConfig
 from .sim import FleetConfig, run_fleet
 from .summary import format_summary, summarize_capacity
 from .workloads import WORKLOADS, fleet_workload, length_mix
@@ -52,6 +53,19 @@ def register(subparsers) -> None:
     p.add_argument("--seed", type=int, default=0, help="the workload seed of a --rate run")
     p.add_argument("--scrape-interval", type=float, default=ScrapeConfig.interval_s)
     p.add_argument("--staleness", type=float, default=ScrapeConfig.staleness_s)
+    p.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=ScrapeConfig.metrics_interval_s,
+        help="s between a pod's gauge refreshes (dynabatch's metrics_interval_ms); "
+        "0 = the picker reads the state live",
+    )
+    p.add_argument(
+        "--aligned-scrapes",
+        action="store_true",
+        help="every pod's gauges and picker reads tick together (default: each pod on "
+        "its own phase, as the picker's per-pod tickers are)",
+    )
     p.add_argument("--slo-ttft", type=float, help="P99 TTFT SLO in s (default: MLPerf's)")
     p.add_argument("--slo-tpot", type=float, help="P99 TPOT SLO in s (default: MLPerf's)")
     p.add_argument("--rel-tol", type=float, default=0.03)
@@ -82,11 +96,19 @@ def _configs(args, slo: Slo):
     from ..bench.runner import PolicySpec
 
     spec = PolicySpec(args.policy, args.policy)
-    scrape = ScrapeConfig(args.scrape_interval, args.staleness)
+    scrape = ScrapeConfig(
+        args.scrape_interval,
+        args.staleness,
+        metrics_interval_s=args.metrics_interval,
+        spread_phases=not args.aligned_scrapes,
+    )
     for wl in args.workload:
         for router in args.router:
             for n in args.replicas:
-                yield wl, FleetConfig(n, router, args.profile, slo, spec, scrape=scrape)
+                yield (
+                    wl,
+                    FleetConfig(n, router, args.profile, slo, spec, scrape=scrape, seed=args.seed),
+                )
 
 
 def cmd_fleet(args) -> int:

@@ -2,8 +2,11 @@
 
 A replica is exactly what one Triton pod runs: a SimulatedExecutor on its own virtual
 clock, the controller of the configured policy, an AdmissionGate and a ServingCore.
-Its exported values come from the readers `metrics.py` uses for `/metrics`, so a router
-that follows them reads what the endpoint picker would scrape from a real pod.
+Its exported values come from the readers `metrics.py` uses for `/metrics`, fed with the
+iteration stats a TensorRT-LLM executor would report at that instant (those of the
+iteration in flight, recorded at its launch), so a router that follows them reads what
+the endpoint picker would scrape from a real pod. When the pod refreshes its gauges and
+when the picker reads them is `scrape.py`.
 """
 
 from __future__ import annotations
@@ -24,13 +27,16 @@ KV_FAMILY = "nv_trt_llm_kv_cache_block_metrics"
 class ReplicaMetrics:
     """One scrape of a replica's /metrics, reduced to what the routers read."""
 
-    scraped_at: float  # fleet time of the scrape (simulated seconds)
+    scraped_at: float  # fleet time the picker read the pod's /metrics (simulated seconds)
     waiting: int  # nv_trt_llm_request_metrics{request_type="waiting"}
     scheduled: int  # nv_trt_llm_request_metrics{request_type="scheduled"}
     kv_fraction: float  # nv_trt_llm_kv_cache_block_metrics{kv_cache_block_type="fraction"}
     batch_limit: int  # dynabatch_batch_limit
     running: int  # dynabatch_running_requests
     queued: int  # dynabatch_queue_length
+    # fleet time the pod last refreshed these gauges (dynabatch sets them every
+    # metrics_interval_ms, so the picker may read values older than its own scrape)
+    gauges_at: float = 0.0
 
     @property
     def headroom(self) -> int:
@@ -108,8 +114,20 @@ class Replica:
             return True
         return False
 
+    def exported_iteration_stats(self, t: float):
+        """The iteration stats the pod's /metrics would show at fleet time `t`: while an
+        iteration runs (it started at or before `t` and ends after), TensorRT-LLM reports
+        the stats it recorded at that iteration's launch: its scheduled contexts hold
+        their KV blocks already and `queued` counts only requests not yet fetched.
+        Otherwise what the serving core last saw (`metrics.exported_stats`)."""
+        launch = self.engine.launch_stats
+        if launch is not None and self.core.running and launch.timestamp <= t < self.engine.now():
+            return launch
+        return exported_stats(self.core)
+
     def scrape(self, t: float) -> ReplicaMetrics:
-        stats = exported_stats(self.core)
+        """The values the pod's gauges take when it refreshes them at fleet time `t`."""
+        stats = self.exported_iteration_stats(t)
         requests = TRTLLM_FAMILIES[REQUEST_FAMILY][2]
         kv = TRTLLM_FAMILIES[KV_FAMILY][2]
         if "fraction" in kv:
@@ -125,4 +143,5 @@ class Replica:
             batch_limit=int(self.controller.limit),
             running=len(self.core.running),
             queued=len(self.core.gate),
+            gauges_at=t,
         )

@@ -32,9 +32,9 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from .replica import Replica, ReplicaMetrics
+from .scrape import ScrapeConfig
 
 ROUTERS = (
     "round-robin",
@@ -45,14 +45,6 @@ ROUTERS = (
     "gateway-active-headroom",
     "oracle",
 )
-
-
-@dataclass(frozen=True)
-class ScrapeConfig:
-    # The endpoint picker refreshes each pod's metrics every 50 ms (--refresh-metrics-interval)
-    interval_s: float = 0.05
-    # Older metrics count as saturated (the utilization detector's metricsStalenessThreshold)
-    staleness_s: float = 0.2
 
 
 class RoundRobin:

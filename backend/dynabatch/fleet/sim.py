@@ -17,7 +17,8 @@ from ..bench.metrics import RequestRecord, Slo, summarize
 from ..bench.runner import PolicySpec, _Sink
 from ..bench.workload import Workload
 from .replica import Replica, ReplicaMetrics, request_tokens
-from .routers import ScrapeConfig, make_router, router_stats
+from .routers import make_router, router_stats
+from .scrape import ScrapeClock, ScrapeConfig
 
 DEFAULT_POLICY = PolicySpec("adaptive", "adaptive")
 
@@ -31,7 +32,7 @@ class FleetConfig:
     policy: PolicySpec = DEFAULT_POLICY
     max_batch_size: int = 256
     scrape: ScrapeConfig = ScrapeConfig()
-    seed: int = 0  # the gateway picker's tie-break
+    seed: int = 0  # the gateway picker's tie-break and the pods' scrape phases
 
 
 class SloBroken(Exception):
@@ -149,23 +150,13 @@ def run_fleet(
     misses = _Misses(cfg.slo, len(requests) // 100 + 1) if stop_on_slo_miss else None
     routed = [0] * cfg.replicas
     placement = _PlacementStats(cfg.scrape.interval_s)
-    scrapes: list[ReplicaMetrics | None] = [None] * cfg.replicas
-    next_scrape = 0.0
+    clock = ScrapeClock(replicas, cfg.scrape, cfg.seed) if router.uses_scrapes else None
+    scrapes: list[ReplicaMetrics | None] = clock.views if clock else [None] * cfg.replicas
     i, n = 0, len(requests)
 
     def scrape_until(t: float) -> None:
-        # Scrapes due by `t` see the state before anything that happens at `t`. Nothing
-        # happened between the previous event and `t`, so every scrape due in between saw
-        # the same state: keep the latest, stamped with its own time (stamping the first
-        # made a fleet that sat idle for longer than the staleness look stale everywhere).
-        nonlocal next_scrape
-        if not router.uses_scrapes or next_scrape > t:
-            return
-        steps = math.floor((t - next_scrape) / cfg.scrape.interval_s) + 1
-        latest = next_scrape + (steps - 1) * cfg.scrape.interval_s
-        for k, r in enumerate(replicas):
-            scrapes[k] = r.scrape(latest)
-        next_scrape += steps * cfg.scrape.interval_s
+        if clock is not None:
+            clock.advance(t)
 
     while True:
         t_arrival = requests[i].arrival_time if i < n else math.inf

@@ -83,6 +83,12 @@ class SimulatedExecutor:
         self._now = 0.0
         self._iter = 0
         self._recomputed = 0
+        # What TensorRT-LLM's executor records for the iteration in flight: its loop
+        # fetches queued requests, schedules them and allocates their KV blocks
+        # (forwardAsync), then records the iteration's stats before the forward pass ends.
+        # Those are what its metrics show while the iteration runs; the stats published
+        # at the end of an iteration (what the controllers read) come later.
+        self.launch_stats: IterationStats | None = None
         self._closed = False
         self._driver: RealtimeDriver | None = None  # once started
         self.time_scale = 1.0
@@ -278,6 +284,7 @@ class SimulatedExecutor:
         ctx, gen, pauses = self.sched.schedule()
         if not ctx and not gen and not pauses:
             return None
+        self.launch_stats = self._launch_stats(ctx, gen, pauses)
         produced: list[Seq] = []
         ctx_tokens = kv_read = 0
         attn = 0.0
@@ -351,6 +358,33 @@ class SimulatedExecutor:
             total_recomputed_tokens=self._recomputed,
         )
         return latency, events, stats
+
+    def _launch_stats(self, ctx: list, gen: list, pauses: int) -> IterationStats:
+        """The iteration's stats as TensorRT-LLM records them at its launch
+        (executorImpl.cpp: fetchNewRequests, forwardAsync, then updateIterationStats):
+        queued = requests not yet fetched into the active list; the blocks of every
+        context scheduled now are allocated already (the whole prompt at its first chunk,
+        allocateKvCache.cpp); requests finishing in this iteration still hold theirs."""
+        sched, bm = self.sched, self.blocks
+        return IterationStats(
+            iter=self._iter + 1,
+            timestamp=self.now(),
+            iter_latency_ms=0.0,  # not known until the iteration ends
+            num_active_requests=len(sched.active),
+            num_queued_requests=len(sched.queue),
+            num_completed_requests=0,
+            max_num_active_requests=self.max_batch_size,
+            max_num_blocks=bm.total_blocks,
+            free_num_blocks=bm.free_blocks,
+            used_num_blocks=bm.total_blocks - bm.free_blocks,
+            tokens_per_block=bm.tokens_per_block,
+            num_scheduled_requests=len(ctx) + len(gen),
+            num_context_requests=len(ctx),
+            num_gen_requests=len(gen),
+            num_paused_requests=pauses,
+            num_ctx_tokens=sum(chunk for _, chunk in ctx),
+            num_gen_tokens=len(gen),
+        )
 
     def _publish(self, t: float, events: list[TokenEvent], stats: IterationStats) -> None:
         stats.timestamp = t
