@@ -109,3 +109,41 @@ def test_sla_bound_is_never_published_below_the_floor():
         t += 0.05
         k += 1
     assert lowest == 1.0
+
+
+def test_burst_allowance_spends_what_a_lifetime_left_under_target():
+    # Steps of 10 + n ms at batches 30..50 average ~50 ms, half the 95 ms the bound aims
+    # at: a request living through them has TPOT to spare, so the admission bound sits
+    # (95 - 50) / slope requests above the SLA bound; the SLA bound itself is unchanged.
+    ctl = adaptive(stabilization_s=2.0)
+    steady(ctl, 150.0)
+    assert 80 <= ctl.b_sla <= 90
+    assert ctl.decision.bounds["sla"] >= ctl.b_sla + 35
+
+
+def test_no_burst_allowance_once_a_lifetime_averages_the_target():
+    # The same plant run at batches 75..95 (steps 85-105 ms, mean ~95 ms = the target):
+    # nothing is left to spend, the admission bound is the SLA bound.
+    ctl, t, k = adaptive(stabilization_s=2.0), 0.0, 0
+    while t < 150.0:
+        n = 85 + (k % 21) - 10
+        ctl.update(ControlInput(stats(t, latency=10.0 + n, gen=n), 0, 0.0, {}))
+        t += 0.05
+        k += 1
+    assert 80 <= ctl.b_sla <= 90
+    assert ctl.decision.bounds["sla"] <= ctl.b_sla + 5
+
+
+def test_the_limit_follows_the_burst_allowance():
+    # With the length model warm (memory far from binding: 100k tokens) the limit itself
+    # rises past the SLA bound by the allowance, not only the reported bound.
+    ctl, t, k = adaptive(stabilization_s=2.0), 0.0, 0
+    while t < 150.0:
+        n = 40 + (k % 21) - 10
+        ctl.update(ControlInput(stats(t, latency=10.0 + n, gen=n), 0, 0.0, {}))
+        if k % 20 == 0:
+            ctl.on_request_finish(finished(k, 50, t - 2.5, t))
+        t += 0.05
+        k += 1
+    assert 80 <= ctl.b_sla <= 90 and ctl.b_memory > 200
+    assert ctl.limit >= ctl.b_sla + 35

@@ -188,6 +188,10 @@ class AdaptiveController:
         self.z_q = NormalDist().inv_cdf(min(tpot_percentile, 99.99) / 100.0)
         self.spread = 1.0
         self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
+        # mean step latency over a typical request's life (half-life = mean output
+        # length in steps): what a request finishing now averaged (burst allowance)
+        self._life_ms = Ewma(1.0)
+        self._slope: float | None = None  # ms per request of the last solved fit
         self._batch = Ewma(_STEP_EWMA)
         # the local operating point (t_loc, n_loc, x_loc): t_loc is r_i's reference, and
         # the three together check that the latency fit still describes the present
@@ -279,11 +283,11 @@ class AdaptiveController:
             # fit test, not a target); the stabiliser only smooths the SLA bound.
             self.b_forecast = self._forecast_bound(sample, paused)
             self.b_memory = self.b_forecast
-            sla = math.inf if self.ttft_pressure else self.b_sla
+            sla = math.inf if self.ttft_pressure else self.b_sla + self._burst_allowance()
             self.raw = clamp(sla, self.lower, self.upper)
         else:
             memory = self.b_memory
-            sla = memory if self.ttft_pressure else self.b_sla
+            sla = memory if self.ttft_pressure else self.b_sla + self._burst_allowance()
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
@@ -349,6 +353,16 @@ class AdaptiveController:
             fits += math.floor(left / (p_mean + l_mean + half))
         return n + fits
 
+    def _burst_allowance(self) -> float:
+        """Requests admitted above the SLA bound while the step latency averaged over a
+        request's life is under target: a request's TPOT is its steps' mean, so a burst
+        may spend what the last lifetime left unused."""
+        life, slope = self._life_ms.value, self._slope
+        if life is None or slope is None or self.b_sla == math.inf:
+            return 0.0
+        target = (1.0 - _SLA_MARGIN) * self.d_sla / self.spread
+        return max(0.0, target - life) / slope
+
     def _margin_left(self, oldest_wait_s: float) -> float:
         """1 with an empty queue, down to 0 once the head waited _RISK_TTFT_FRACTION x TTFT,
         and 1 again once it waited past the TTFT: its SLO is lost whatever is admitted
@@ -406,6 +420,9 @@ class AdaptiveController:
         n = batch_sample(stats)
         x = stats.num_ctx_tokens / 1000.0
         self._step_ms.add(tpot)
+        _, mean_out = self.lengths.mean_prompt_and_output()
+        self._life_ms.weight = 1.0 - 0.5 ** (1.0 / max(8.0, mean_out))
+        self._life_ms.add(tpot)
         self._ref_ms.add(tpot)
         self._batch.add(n)
         self._ref_batch.add(n)
@@ -415,6 +432,7 @@ class AdaptiveController:
         # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
         target = self.d_sla / self.spread
         abc = fit.solve()
+        self._slope = None
         if abc is not None and not self._fit_describes_now(abc, target):
             # the plant changed under a held batch: the fit forgets it and learns the
             # new one from here (the slope-free step below moves the batch meanwhile)
@@ -430,6 +448,7 @@ class AdaptiveController:
             # prefill per step is n * E[p]/E[L]: t(n) = a + (b + c E[p]/E[L] / 1000) n.
             ratio = self.lengths.prefill_per_decode_step() if len(self.lengths) else 0.0
             slope = b + max(c, 0.0) * ratio / 1000.0
+            self._slope = slope if slope > 1e-6 else None
             if slope <= 1e-6:  # latency does not grow with the batch: no SLA bound
                 return math.inf
             if a >= target:
@@ -499,7 +518,11 @@ class AdaptiveController:
             return LimitDecision(self._limit, {CAPACITY_UNKNOWN: float(self._limit)}, self._reason)
         return LimitDecision(
             self._limit,
-            {"memory": _finite(self.b_memory, self.upper), "sla": _finite(self.b_sla, self.upper)},
+            {
+                "memory": _finite(self.b_memory, self.upper),
+                # what the SLA side enforces: the bound plus the burst allowance
+                "sla": _finite(self.b_sla + self._burst_allowance(), self.upper),
+            },
             self._reason,
         )
 
