@@ -181,6 +181,45 @@ def test_watcher_leaves_when_its_stub_ends_and_never_touches_the_region():
         path.unlink(missing_ok=True)
 
 
+def test_watcher_removes_the_region_when_stub_and_server_end_between_two_polls(monkeypatch):
+    """kill -9 of the server, and the stub gone by the watcher's next poll without
+    removing its region (seen once in 20 kill -9 runs of the test above, a region left
+    15 s after the kill): the watcher finds both gone and removes the region. The
+    watcher's view of /proc is scripted: both alive at its start, both gone after."""
+    from dynabatch import lifeline_watch
+
+    alive = {111: 1000, 222: 2000}  # stub, server -> start time
+    seen: list[int] = []
+
+    def start_time(pid: int) -> int | None:
+        seen.append(pid)
+        return alive[pid] if len(seen) <= 2 else None  # the two reads at start, then gone
+
+    removed: list[str] = []
+    monkeypatch.setattr(lifeline_watch, "start_time", start_time)
+    monkeypatch.setattr(lifeline_watch, "remove_region", removed.append)
+    assert lifeline_watch.watch(111, 222, "region-x", grace_s=0.5, poll_s=0.05) == 0
+    assert removed == ["region-x"]
+
+
+def test_watcher_keeps_the_region_when_only_its_stub_ended(monkeypatch):
+    from dynabatch import lifeline_watch
+
+    calls: list[int] = []
+
+    def start_time(pid: int) -> int | None:
+        calls.append(pid)
+        if pid == 111 and len(calls) > 2:
+            return None  # the stub ended (a model unload); the server lives
+        return {111: 1000, 222: 2000}[pid]
+
+    removed: list[str] = []
+    monkeypatch.setattr(lifeline_watch, "start_time", start_time)
+    monkeypatch.setattr(lifeline_watch, "remove_region", removed.append)
+    assert lifeline_watch.watch(111, 222, "region-x", grace_s=0.5, poll_s=0.05) == 0
+    assert removed == []
+
+
 def _fake_stub(server_pid: int) -> subprocess.Popen:
     """A process whose command line looks like a stub of `server_pid` (argv[0] ends in
     triton_python_backend_stub, argv[5] is the server PID): `sleep` sums its args."""

@@ -53,7 +53,13 @@ def watch(stub_pid: int, server_pid: int, region: str, grace_s: float, poll_s: f
         return 0
     while True:
         if start_time(stub_pid) != stub_started:
-            return 0  # the stub ended (model unloaded, server stopped): nothing to do
+            # The stub ended. With its server alive (a model unload) the region is the
+            # server's to remove. With the server gone too, both died between two polls
+            # (kill -9 of the server; the stub's own exit path does not always remove
+            # the region), and nobody else will: remove it.
+            if server_started is None or start_time(server_pid) != server_started:
+                remove_region(region)
+            return 0
         if server_started is None or start_time(server_pid) != server_started:
             break
         time.sleep(poll_s)
