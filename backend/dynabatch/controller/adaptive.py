@@ -190,7 +190,7 @@ class AdaptiveController:
         self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
         # mean step latency over a typical request's life (half-life = mean output
         # length in steps): what a request finishing now averaged (burst allowance)
-        self._life_ms = Ewma(1.0)
+        self._life_ms = Ewma(_life_weight(0.0))
         self._slope: float | None = None  # ms per request of the last solved fit
         self._batch = Ewma(_STEP_EWMA)
         # the local operating point (t_loc, n_loc, x_loc): t_loc is r_i's reference, and
@@ -222,6 +222,8 @@ class AdaptiveController:
         if state.finish_reason not in _USABLE or state.generated < 1:
             return
         self.lengths.add(state.prompt_len, state.generated)
+        # the lifetime average's half-life follows the mean output (only changes here)
+        self._life_ms.weight = _life_weight(self.lengths.mean_prompt_and_output()[1])
         self._survival_age += 1
         if self._survival_age >= _SURVIVAL_EVERY or len(self.lengths) <= 64:
             self._survival_age = 0
@@ -420,8 +422,6 @@ class AdaptiveController:
         n = batch_sample(stats)
         x = stats.num_ctx_tokens / 1000.0
         self._step_ms.add(tpot)
-        _, mean_out = self.lengths.mean_prompt_and_output()
-        self._life_ms.weight = 1.0 - 0.5 ** (1.0 / max(8.0, mean_out))
         self._life_ms.add(tpot)
         self._ref_ms.add(tpot)
         self._batch.add(n)
@@ -525,6 +525,11 @@ class AdaptiveController:
             },
             self._reason,
         )
+
+
+def _life_weight(mean_output: float) -> float:
+    """EWMA weight of a half-life of the mean output length in steps (at least 8)."""
+    return 1.0 - 0.5 ** (1.0 / max(8.0, mean_output))
 
 
 def _finite(value: float, cap: int) -> float:
