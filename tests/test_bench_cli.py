@@ -180,6 +180,17 @@ def test_any_static_limit_under_either_capacity_policy(capsys):
     assert rc == 0 and "static-6/gne" in capsys.readouterr().out
 
 
+def test_dynamic_policies_run_on_the_largest_build_a_default_gets():
+    # adaptive was capped at 256 in flight on an 80 GB GPU while vllm_default ran on a
+    # 1024 build: every dynamic policy now runs on the largest build of the line-up
+    from dynabatch.bench.suite import DYNAMIC, policy_lineup
+
+    for profile, build in (("llama-3-8b-h100", 1024), ("llama-2-13b-a100-40gb", 256)):
+        specs = {s.name: s for s in policy_lineup(profile)}
+        assert specs["vllm_default"].max_batch_size == build
+        assert {specs[name].max_batch_size for name in DYNAMIC} == {build}
+
+
 def test_capacity_cli(tmp_path, capsys):
     rc = main(
         [

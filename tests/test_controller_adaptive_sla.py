@@ -96,6 +96,35 @@ def test_tpot_spread_waits_for_128_finished_requests():
     assert 1.4 < ctl.spread < 1.6
 
 
+def test_tpot_spread_waits_for_four_batches_of_finished_requests():
+    # With 100 requests running, the first finishes are the short requests of the cold
+    # start (the long ones are still running): k waits until 4 x 100 have finished, a
+    # sample spanning about four request lifetimes (Little's law), not 128.
+    ctl, now = adaptive(), 0.0
+    for k in range(400):
+        now += 0.02
+        ctl.update(ControlInput(stats(now, latency=20.0, gen=99 + k % 3), 0, 0.0, {}))
+
+    def finish(i):
+        first = now - 9 * 1.5 * 20.0 / 1000.0  # TPOT 1.5x the step latency
+        ctl.on_request_finish(finished(i, 10, first, now))
+
+    for i in range(399):
+        finish(i)
+    assert ctl.spread == 1.0
+    finish(399)
+    assert 1.4 < ctl.spread < 1.6
+    # once known, k follows the window even if the batch grows past a quarter of the
+    # ratios seen so far (it is not frozen until 4 x 300 have finished)
+    for k in range(200):
+        now += 0.02
+        ctl.update(ControlInput(stats(now, latency=20.0, gen=299 + k % 3), 0, 0.0, {}))
+    for i in range(400, 900):
+        first = now - 9 * 2.5 * 20.0 / 1000.0  # TPOT now 2.5x the step latency
+        ctl.on_request_finish(finished(i, 10, first, now))
+    assert ctl.spread > 2.0
+
+
 def test_sla_bound_is_never_published_below_the_floor():
     # t = 99 + 3 n over batches 30..50 with a 100 ms target: the fit is exact, and even
     # one request is predicted at 102 ms, above the 95 ms the bound aims at, so the

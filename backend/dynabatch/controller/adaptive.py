@@ -37,6 +37,12 @@ _RATIO_MIN_FIT = 256  # iterations in the latency fit before ratios are recorded
 # whose TPOT carries the most prefill; 32 of them read k 1.46 where a run settles at 1.24
 # (llama-3-8b-h100, 30 ms), and the SLA bound cut the batch while the queue grew
 _RATIO_MIN = 128
+# ... and at least this many batches' worth of them (finishes / running = elapsed time /
+# mean lifetime, by Little's law): until the sample spans a few lifetimes, the long
+# requests of the cold start are still running and the short ones over-fill it. On
+# llama-2-70b-tp4-h100 (batch ~220) 128 finishes read k 1.94 where the run settles at
+# 1.46, and the bound fell from 215 to 125 while the queue built (docs/CONTROLLER.md §2)
+_RATIO_LIFETIMES = 4
 _STEP_EWMA = 1.0 / 8  # weight of the recent step latency / batch (slope-free fallback)
 _LATENCY_HALF_LIFE = 2048  # iterations: forgetting of the latency-vs-batch fit
 _RATIO_REF_HALF_LIFE = 64  # iterations: half-life of t_loc, the ratios' reference
@@ -185,6 +191,8 @@ class AdaptiveController:
         # SLA state: k = P_q of r_i = TPOT_i / (long-run mean step latency), from a
         # log-normal fit of r_i (smooth, where an order statistic of a window jumps)
         self._log_ratios = SampleWindow(_RATIO_WINDOW)
+        self._ratios_seen = 0  # ratios recorded since the start (the window keeps 1024)
+        self._spread_known = False
         self.z_q = NormalDist().inv_cdf(min(tpot_percentile, 99.99) / 100.0)
         self.spread = 1.0
         self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
@@ -239,7 +247,11 @@ class AdaptiveController:
             tpot_ms = (state.finish_time - state.first_token_time) * 1e3 / (state.generated - 1)
             logs = self._log_ratios
             logs.add(math.log(max(tpot_ms / step_ms, 1e-3)))
-            if len(logs) >= _RATIO_MIN:
+            self._ratios_seen += 1
+            if not self._spread_known:  # once known, k follows the window from then on
+                need = max(_RATIO_MIN, _RATIO_LIFETIMES * self._batch.value)
+                self._spread_known = self._ratios_seen >= need
+            if self._spread_known:
                 self.spread = max(0.5, math.exp(logs.mean + self.z_q * logs.std))
 
     def update(self, sample: ControlInput) -> int:
