@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .controller.base import UNPACED, Controller
 from .engines.base import Engine, EngineError
-from .gate import AdmissionGate
+from .gate import AdmissionGate, tenant_of
+from .queue_order import DEFAULT_TENANT
 from .types import (
     ControlInput,
     FinishReason,
@@ -57,10 +58,15 @@ class PrefillCredit:
     much, up to one iteration's worth; an admission spends its prompt. A request is
     admitted while the balance is positive, so a prompt larger than one iteration's
     allowance still goes (alone) and the debt is paid over the next iterations:
-    pacing spreads prompts, it never refuses one."""
+    pacing spreads prompts, it never refuses one.
+
+    `debtors` are the tenants whose admissions put the balance where it is: the one
+    whose prompt spent the last of a positive balance, and every tenant that borrowed
+    since. Under `fair` (`may_borrow`) another tenant need not wait for their debt."""
 
     balance: float = UNPACED
     per_step: float = UNPACED
+    debtors: set[str] = field(default_factory=set)
 
     def follow(self, per_step: float) -> None:
         """Take the controller's current allowance (pacing starts with a full bucket)."""
@@ -78,9 +84,24 @@ class PrefillCredit:
     def open(self) -> bool:
         return self.balance > 0
 
-    def spend(self, prompt_tokens: int) -> None:
+    def may_borrow(self, tenant: str) -> bool:
+        """A tenant that made none of the debt may go while it is under one iteration's
+        allowance (VTC's idea applied to pacing: one tenant's long prompt is not paid
+        for by another tenant's wait). Its own prompt then counts as its debt, so each
+        tenant borrows at most once per debt, and the debt stays below one iteration's
+        allowance plus one prompt per tenant."""
+        return (
+            self.balance != UNPACED
+            and -self.per_step < self.balance <= 0
+            and tenant not in self.debtors
+        )
+
+    def spend(self, prompt_tokens: int, tenant: str = DEFAULT_TENANT) -> None:
         if self.balance != UNPACED:
+            if self.balance > 0:  # a new debt (or none): only this spender can owe it
+                self.debtors.clear()
             self.balance -= prompt_tokens
+            self.debtors.add(tenant)
 
 
 class ServingCore:
@@ -239,9 +260,18 @@ class ServingCore:
         # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
         # the requests decoding beside it, and only theirs; with none decoding, the
         # prompts go together (a burst into an idle engine is prefilled at once)
-        if self.decoding and not self.prefill_credit.open:
+        if self.decoding and not self.prefill_credit.open and not self._borrows():
             return "pacing"
         return None
+
+    def _borrows(self) -> bool:
+        """Under an order that shares service by tenant (`fair`), the request admitted
+        next may borrow against the spent credit when its tenant made none of the
+        debt (PrefillCredit.may_borrow)."""
+        if not self.gate.order.lends_prefill_credit:
+            return False
+        head = self.gate.peek(self.engine.now())
+        return head is not None and self.prefill_credit.may_borrow(tenant_of(head.request))
 
     def _admit(self, now: float) -> None:
         credit = self.prefill_credit
@@ -251,7 +281,7 @@ class ServingCore:
             if item is None:
                 return
             req = item.request
-            credit.spend(req.prompt_len)
+            credit.spend(req.prompt_len, tenant_of(req))
             self.running[req.request_id] = RequestState(
                 request_id=req.request_id,
                 prompt_len=req.prompt_len,

@@ -49,7 +49,7 @@ from ..queue_order import QueuedRequest, QueueOrderConfig, ShortestJobOrder
 from .capacity import default_slo
 from .closed_loop import parse_engine_opts
 from .metrics import RequestRecord
-from .runner import MAXU, PolicySpec, RunResult, run_policy
+from .runner import MAXU, PolicySpec, RunResult, held_within, run_policy
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
@@ -201,6 +201,28 @@ def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> d
     }
 
 
+def tail_gate_causes(run: RunResult, tenant: str, q: float = 99.0) -> dict[str, float]:
+    """What held `tenant`'s slowest requests (TTFT at or above its `q`th percentile) in
+    the gate: their mean gate part and the seconds of it during which the gate was
+    held by the in-flight limit and by prefill pacing (mean per request). A pass ends
+    only when the gate is empty or held, so the two add up to the gate part."""
+    served = [
+        r
+        for r in run.records
+        if r.tenant == tenant and r.first_token is not None and r.admitted is not None
+    ]
+    if not served:
+        return {"gate": 0.0, "limit": 0.0, "pacing": 0.0}
+    cut = _pct([r.first_token - r.arrival for r in served], q)
+    tail = [r for r in served if r.first_token - r.arrival >= cut] or served
+    held = [held_within(run.held_changes, r.queued, r.admitted) for r in tail]
+    return {
+        "gate": float(np.mean([r.admitted - r.queued for r in tail])),
+        "limit": float(np.mean([h["limit"] for h in held])),
+        "pacing": float(np.mean([h["pacing"] for h in held])),
+    }
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
@@ -222,6 +244,7 @@ def fairness(args) -> dict:
         }
         alone, fcfs, fair = (runs[k].row for k in ("alone", "fcfs", "fair"))
         split = {k: ttft_split(r.records, "light") for k, r in runs.items()}
+        tail = tail_gate_causes(runs["fair"], "light")
         light_alone = alone["ttft_p99_s"]
         per_seed.append(
             {
@@ -250,6 +273,11 @@ def fairness(args) -> dict:
                 # part under `fair` bounds the light P99 from below whatever the gate
                 # does: as a multiple of alone, the best an admission order could reach
                 "engine_floor_vs_alone": _pct(split["fair"]["engine"], 99) / light_alone,
+                # the light requests at or above its P99 TTFT under `fair`: their gate
+                # part and what held the gate meanwhile (mean per request)
+                "light_tail_gate_fair_s": tail["gate"],
+                "light_tail_held_by_limit_fair_s": tail["limit"],
+                "light_tail_held_by_pacing_fair_s": tail["pacing"],
                 "gate_held_by_limit_frac_fair": fair["gate_held_by_limit_frac"],
                 "gate_held_by_pacing_frac_fair": fair["gate_held_by_pacing_frac"],
             }
