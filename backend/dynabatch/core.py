@@ -85,16 +85,14 @@ class PrefillCredit:
         return self.balance > 0
 
     def may_borrow(self, tenant: str) -> bool:
-        """A tenant that made none of the debt may go while it is under one iteration's
-        allowance (VTC's idea applied to pacing: one tenant's long prompt is not paid
-        for by another tenant's wait). Its own prompt then counts as its debt, so each
-        tenant borrows at most once per debt, and the debt stays below one iteration's
-        allowance plus one prompt per tenant."""
-        return (
-            self.balance != UNPACED
-            and -self.per_step < self.balance <= 0
-            and tenant not in self.debtors
-        )
+        """While the credit is spent, a tenant that made none of the debt may go (VTC's
+        idea applied to pacing: one tenant's long prompt is not paid for by another
+        tenant's wait). Its own prompt then counts as its debt, so each tenant goes at
+        most once on a debt, and the debt grows past the pace by at most one prompt per
+        tenant. (Borrowing only while the debt is under one iteration's allowance was
+        tried: a heavy tenant's long prompt leaves a debt of several iterations, and
+        the light tenant's requests still waited for it.)"""
+        return self.balance != UNPACED and self.balance <= 0 and tenant not in self.debtors
 
     def spend(self, prompt_tokens: int, tenant: str = DEFAULT_TENANT) -> None:
         if self.balance != UNPACED:
@@ -185,7 +183,7 @@ class ServingCore:
                     gpu=self.gpu_sample,
                 )
             )
-            self.prefill_credit.refill(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
+            self.prefill_credit.refill(self._prefill_allowance())
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1
@@ -251,6 +249,20 @@ class ServingCore:
         elif request_id in self.running:
             self.engine.cancel(request_id)  # the engine answers with a final CANCELLED event
 
+    def _prefill_allowance(self) -> float:
+        """Prompt tokens the gate may pass per engine iteration: the controller's pace,
+        and never more than the engine's build prefills in one iteration when it says
+        (`max_num_tokens`, less one token per decoding request). Prompt tokens past
+        that wait inside the engine, whose context queue is first come first served,
+        out of the admission order's reach (measured under `fair` with a small
+        max_num_tokens: the light tenant then waited behind the heavy one's chunks).
+        An unpaced controller stays unpaced."""
+        allowance = getattr(self.controller, "prefill_tokens_per_step", UNPACED)
+        per_iteration = getattr(self.engine, "max_num_tokens", None)
+        if allowance != UNPACED and per_iteration:
+            allowance = min(allowance, max(1.0, float(per_iteration - self.decoding)))
+        return allowance
+
     def admission_block(self) -> str | None:
         """What holds the next admission back now: "limit" (the controller's in-flight
         limit is reached), "pacing" (the prefill credit is spent), or None. The gate's
@@ -275,7 +287,7 @@ class ServingCore:
 
     def _admit(self, now: float) -> None:
         credit = self.prefill_credit
-        credit.follow(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
+        credit.follow(self._prefill_allowance())
         while self.admission_block() is None:
             item = self.gate.admit(now)
             if item is None:

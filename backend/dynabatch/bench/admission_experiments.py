@@ -263,6 +263,9 @@ def fairness(args) -> dict:
                 "heavy_ttft_p99_fcfs_s": fcfs["tenants"]["heavy"]["ttft_p99_s"],
                 "heavy_ttft_p99_fair_s": fair["tenants"]["heavy"]["ttft_p99_s"],
                 "throughput_fair_vs_fcfs": fair["output_tok_s"] / fcfs["output_tok_s"],
+                # what `fair` costs the decoding requests (prefill pacing protects TPOT)
+                "tpot_p99_fcfs_s": fcfs["tpot_p99_s"],
+                "tpot_p99_fair_s": fair["tpot_p99_s"],
                 # where the light tenant's TTFT goes: the P99 of each part on its own
                 **{
                     f"light_{part}_p99_{run}_s": _pct(split[run][part], 99)
