@@ -158,3 +158,36 @@ def test_a_gate_wait_splits_by_what_held_the_gate():
     assert held_within(changes, 2.0, 7.0) == {"limit": 1.0, "pacing": 2.0}
     assert held_within(changes, 0.0, 1.0) == {"limit": 0.0, "pacing": 0.0}
     assert held_within([], 0.0, 5.0) == {"limit": 0.0, "pacing": 0.0}
+
+
+def test_the_slowest_light_requests_gate_wait_splits_by_cause(tmp_path):
+    """Above capacity the light tenant's slowest requests wait in the gate; every second
+    of that wait is accounted to what held the gate (the run's held_changes)."""
+    argv = ["fairness", "--seeds", "0", "--requests", "200", "--profile", PROFILE]
+    argv += ["--load", "1.3", "--capacity-def", "throughput"]
+    assert main(argv + ["--json", str(tmp_path / "fair.json")]) == 0
+    (row,) = json.loads((tmp_path / "fair.json").read_text())["per_seed"]
+    assert row["light_tail_gate_fair_s"] > 0.1
+    held = row["light_tail_held_by_limit_fair_s"] + row["light_tail_held_by_pacing_fair_s"]
+    assert held == pytest.approx(row["light_tail_gate_fair_s"], rel=1e-9)
+
+
+def test_tail_gate_causes_reads_the_slowest_requests_only():
+    from dynabatch.bench.admission_experiments import tail_gate_causes
+    from dynabatch.bench.runner import RunResult, Timeline
+
+    def rec(arrival, queued, admitted, first, tenant="light"):
+        return RequestRecord(
+            arrival=arrival, queued=queued, admitted=admitted, first_token=first, tenant=tenant
+        )
+
+    # 99 quick light requests, one that waited 2 s in the gate (1 s limit, 1 s pacing),
+    # and a heavy one that waited longer still (not the light tenant's)
+    records = [rec(0.1 * k, 0.1 * k, 0.1 * k, 0.1 * k + 0.05) for k in range(99)]
+    records.append(rec(20.0, 20.0, 22.0, 22.1))
+    records.append(rec(19.0, 19.0, 30.0, 30.1, tenant="heavy"))
+    held = [(19.0, "limit"), (21.0, "pacing"), (22.0, None)]
+    run = RunResult(row={}, timeline=Timeline(), records=records, held_changes=held)
+    assert tail_gate_causes(run, "light") == pytest.approx(
+        {"gate": 2.0, "limit": 1.0, "pacing": 1.0}
+    )
