@@ -100,3 +100,94 @@ def test_fairness_reports_where_the_light_tenants_ttft_goes(tmp_path):
     for run in ("alone", "fcfs", "fair"):
         assert row[f"light_engine_p99_{run}_s"] <= row[f"light_ttft_p99_{run}_s"]
     assert row["light_gate_p99_fcfs_s"] > row["light_gate_p99_alone_s"]
+    # a pass ends with the gate empty or held, so the slowest light requests' gate part
+    # is time held by the limit or by pacing
+    held = row["light_tail_held_by_limit_fair_s"] + row["light_tail_held_by_pacing_fair_s"]
+    assert held == pytest.approx(row["light_tail_gate_fair_s"], abs=1e-9)
+
+
+def test_max_num_tokens_builds_every_engine_of_the_experiment(tmp_path, monkeypatch):
+    """`--max-num-tokens N` reaches the simulated engine of every run, the capacity run
+    included (the load is a fraction of what that very build serves)."""
+    from dynabatch.bench import runner
+
+    built: list[int] = []
+    make_engine = runner.make_engine
+
+    def spy(*args, **kw):
+        engine = make_engine(*args, **kw)
+        built.append(engine.max_num_tokens)
+        return engine
+
+    monkeypatch.setattr(runner, "make_engine", spy)
+    argv = ["fairness", "--seeds", "0", "--requests", "60", "--profile", PROFILE]
+    argv += ["--capacity-def", "throughput", "--max-num-tokens", "1024"]
+    assert main(argv + ["--json", str(tmp_path / "fair.json")]) == 0
+    # capacity, then alone, fcfs, fair
+    assert built == [1024] * 4
+    assert json.loads((tmp_path / "fair.json").read_text())["max_num_tokens"] == 1024
+    built.clear()
+    assert main(["capacity", "--seeds", "0", "--requests", "60", "--profile", PROFILE]) == 0
+    assert built == [8192]  # the engine's default build
+
+
+@pytest.mark.parametrize(
+    "value, says",
+    [("0", "int in [1, inf]"), ("32", "int >= tokens_per_block (64)")],
+)
+def test_a_bad_max_num_tokens_is_one_clear_error(value, says, capsys):
+    with pytest.raises(SystemExit):
+        main(["fairness", "--max-num-tokens", value])
+    err = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "--max-num-tokens" in err and says in err
+
+
+def test_the_slo_capacity_is_tabled_for_the_default_build_only():
+    # CAPACITY_BY_SEED was measured with max_num_tokens 8192: another build must say
+    # what its load is a fraction of
+    argv = ["fairness", "--seeds", "0", "--profile", PROFILE, "--max-num-tokens", "2048"]
+    with pytest.raises(SystemExit, match="no measured SLO capacity for that build"):
+        main(argv)
+
+
+def test_a_gate_wait_splits_by_what_held_the_gate():
+    from dynabatch.bench.runner import held_within
+
+    # held by the limit from 1 to 3, by pacing from 3 to 4, free from 4, pacing from 6
+    changes = [(1.0, "limit"), (3.0, "pacing"), (4.0, None), (6.0, "pacing")]
+    assert held_within(changes, 2.0, 7.0) == {"limit": 1.0, "pacing": 2.0}
+    assert held_within(changes, 0.0, 1.0) == {"limit": 0.0, "pacing": 0.0}
+    assert held_within([], 0.0, 5.0) == {"limit": 0.0, "pacing": 0.0}
+
+
+def test_the_slowest_light_requests_gate_wait_splits_by_cause(tmp_path):
+    """Above capacity the light tenant's slowest requests wait in the gate; every second
+    of that wait is accounted to what held the gate (the run's held_changes)."""
+    argv = ["fairness", "--seeds", "0", "--requests", "200", "--profile", PROFILE]
+    argv += ["--load", "1.3", "--capacity-def", "throughput"]
+    assert main(argv + ["--json", str(tmp_path / "fair.json")]) == 0
+    (row,) = json.loads((tmp_path / "fair.json").read_text())["per_seed"]
+    assert row["light_tail_gate_fair_s"] > 0.1
+    held = row["light_tail_held_by_limit_fair_s"] + row["light_tail_held_by_pacing_fair_s"]
+    assert held == pytest.approx(row["light_tail_gate_fair_s"], rel=1e-9)
+
+
+def test_tail_gate_causes_reads_the_slowest_requests_only():
+    from dynabatch.bench.admission_experiments import tail_gate_causes
+    from dynabatch.bench.runner import RunResult, Timeline
+
+    def rec(arrival, queued, admitted, first, tenant="light"):
+        return RequestRecord(
+            arrival=arrival, queued=queued, admitted=admitted, first_token=first, tenant=tenant
+        )
+
+    # 99 quick light requests, one that waited 2 s in the gate (1 s limit, 1 s pacing),
+    # and a heavy one that waited longer still (not the light tenant's)
+    records = [rec(0.1 * k, 0.1 * k, 0.1 * k, 0.1 * k + 0.05) for k in range(99)]
+    records.append(rec(20.0, 20.0, 22.0, 22.1))
+    records.append(rec(19.0, 19.0, 30.0, 30.1, tenant="heavy"))
+    held = [(19.0, "limit"), (21.0, "pacing"), (22.0, None)]
+    run = RunResult(row={}, timeline=Timeline(), records=records, held_changes=held)
+    assert tail_gate_causes(run, "light") == pytest.approx(
+        {"gate": 2.0, "limit": 1.0, "pacing": 1.0}
+    )

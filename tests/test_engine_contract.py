@@ -287,3 +287,17 @@ def test_adaptive_latency_bound_works_without_ctx_tokens():
     a, b, c = ctl.fit.solve()
     assert a == pytest.approx(10.0, abs=0.01) and b == pytest.approx(2.0, abs=0.001)
     assert ctl.b_sla == pytest.approx((0.95 * 100 - 10.0) / 2.0, rel=0.05)
+
+
+@pytest.mark.parametrize("build", [executor_engine, llmapi_engine])
+def test_the_adapters_tell_the_core_a_configured_max_num_tokens(stand_in_trtllm, tmp_path, build):
+    # the serving core passes no more prompt tokens per iteration than this; without
+    # the parameter the build's own value applies, which the executor does not tell
+    (tmp_path / "set").mkdir()
+    (tmp_path / "unset").mkdir()
+    configured, unset = build(tmp_path / "set", max_num_tokens="2048"), build(tmp_path / "unset")
+    try:
+        assert configured.max_num_tokens == 2048 and unset.max_num_tokens is None
+    finally:
+        configured.shutdown()
+        unset.shutdown()

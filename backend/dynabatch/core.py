@@ -11,12 +11,13 @@ from __future__ import annotations
 
 import threading
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Protocol
 
 from .controller.base import UNPACED, Controller
 from .engines.base import Engine, EngineError
-from .gate import AdmissionGate
+from .gate import AdmissionGate, tenant_of
+from .queue_order import DEFAULT_TENANT
 from .types import (
     ControlInput,
     FinishReason,
@@ -57,10 +58,15 @@ class PrefillCredit:
     much, up to one iteration's worth; an admission spends its prompt. A request is
     admitted while the balance is positive, so a prompt larger than one iteration's
     allowance still goes (alone) and the debt is paid over the next iterations:
-    pacing spreads prompts, it never refuses one."""
+    pacing spreads prompts, it never refuses one.
+
+    `debtors` are the tenants whose admissions put the balance where it is: the one
+    whose prompt spent the last of a positive balance, and every tenant that borrowed
+    since. Under `fair` (`may_borrow`) another tenant need not wait for their debt."""
 
     balance: float = UNPACED
     per_step: float = UNPACED
+    debtors: set[str] = field(default_factory=set)
 
     def follow(self, per_step: float) -> None:
         """Take the controller's current allowance (pacing starts with a full bucket)."""
@@ -78,9 +84,22 @@ class PrefillCredit:
     def open(self) -> bool:
         return self.balance > 0
 
-    def spend(self, prompt_tokens: int) -> None:
+    def may_borrow(self, tenant: str) -> bool:
+        """While the credit is spent, a tenant that made none of the debt may go (VTC's
+        idea applied to pacing: one tenant's long prompt is not paid for by another
+        tenant's wait). Its own prompt then counts as its debt, so each tenant goes at
+        most once on a debt, and the debt grows past the pace by at most one prompt per
+        tenant. (Borrowing only while the debt is under one iteration's allowance was
+        tried: a heavy tenant's long prompt leaves a debt of several iterations, and
+        the light tenant's requests still waited for it.)"""
+        return self.balance != UNPACED and self.balance <= 0 and tenant not in self.debtors
+
+    def spend(self, prompt_tokens: int, tenant: str = DEFAULT_TENANT) -> None:
         if self.balance != UNPACED:
+            if self.balance > 0:  # a new debt (or none): only this spender can owe it
+                self.debtors.clear()
             self.balance -= prompt_tokens
+            self.debtors.add(tenant)
 
 
 class ServingCore:
@@ -164,7 +183,7 @@ class ServingCore:
                     gpu=self.gpu_sample,
                 )
             )
-            self.prefill_credit.refill(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
+            self.prefill_credit.refill(self._prefill_allowance())
         now = self.engine.now()
         for item in self.gate.expire(now):
             self.counters.failed += 1
@@ -230,6 +249,20 @@ class ServingCore:
         elif request_id in self.running:
             self.engine.cancel(request_id)  # the engine answers with a final CANCELLED event
 
+    def _prefill_allowance(self) -> float:
+        """Prompt tokens the gate may pass per engine iteration: the controller's pace,
+        and never more than the engine's build prefills in one iteration when it says
+        (`max_num_tokens`, less one token per decoding request). Prompt tokens past
+        that wait inside the engine, whose context queue is first come first served,
+        out of the admission order's reach (measured under `fair` with a small
+        max_num_tokens: the light tenant then waited behind the heavy one's chunks).
+        An unpaced controller stays unpaced."""
+        allowance = getattr(self.controller, "prefill_tokens_per_step", UNPACED)
+        per_iteration = getattr(self.engine, "max_num_tokens", None)
+        if allowance != UNPACED and per_iteration:
+            allowance = min(allowance, max(1.0, float(per_iteration - self.decoding)))
+        return allowance
+
     def admission_block(self) -> str | None:
         """What holds the next admission back now: "limit" (the controller's in-flight
         limit is reached), "pacing" (the prefill credit is spent), or None. The gate's
@@ -239,19 +272,28 @@ class ServingCore:
         # prefill pacing (PrefillCredit): a prompt's prefill step lengthens the TPOT of
         # the requests decoding beside it, and only theirs; with none decoding, the
         # prompts go together (a burst into an idle engine is prefilled at once)
-        if self.decoding and not self.prefill_credit.open:
+        if self.decoding and not self.prefill_credit.open and not self._borrows():
             return "pacing"
         return None
 
+    def _borrows(self) -> bool:
+        """Under an order that shares service by tenant (`fair`), the request admitted
+        next may borrow against the spent credit when its tenant made none of the
+        debt (PrefillCredit.may_borrow)."""
+        if not self.gate.order.lends_prefill_credit:
+            return False
+        head = self.gate.peek(self.engine.now())
+        return head is not None and self.prefill_credit.may_borrow(tenant_of(head.request))
+
     def _admit(self, now: float) -> None:
         credit = self.prefill_credit
-        credit.follow(getattr(self.controller, "prefill_tokens_per_step", UNPACED))
+        credit.follow(self._prefill_allowance())
         while self.admission_block() is None:
             item = self.gate.admit(now)
             if item is None:
                 return
             req = item.request
-            credit.spend(req.prompt_len)
+            credit.spend(req.prompt_len, tenant_of(req))
             self.running[req.request_id] = RequestState(
                 request_id=req.request_id,
                 prompt_len=req.prompt_len,

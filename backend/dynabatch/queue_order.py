@@ -245,6 +245,8 @@ class QueueOrder:
 
     name = "priority"
     multi_lane = False
+    # may the order's pick go on prefill credit another tenant spent (core._borrows)
+    lends_prefill_credit = False
 
     def key(self, item: QueuedRequest) -> tuple:
         return (-item.request.priority, item.seq)
@@ -299,6 +301,9 @@ class FairShareOrder(QueueOrder):
 
     name = "fair"
     multi_lane = True
+    # fair share of service includes the prefill pacing: a tenant that spent none of
+    # the credit does not wait for another tenant's long prompt to be paid back
+    lends_prefill_credit = True
 
     def __init__(self, weights: TenantTable | None = None) -> None:
         self.weights = weights or TenantTable({}, 1.0)

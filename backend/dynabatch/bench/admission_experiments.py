@@ -25,6 +25,12 @@ seed is one paired workload: every order serves exactly the same requests.
   (same arrivals, the heavy tenant removed); total throughput fair vs fcfs.
 - sjf: one tenant at 80 % of capacity; mean / median / longest TTFT, sjf vs fcfs.
 - capacity: both capacities per seed (`--capacity-def throughput` measures the first).
+
+`--max-num-tokens N` builds the simulated engine with that `max_num_tokens` (chunked
+prefill on, the default): the most prompt + decode tokens of one iteration, so a long
+prompt is prefilled over several iterations. It goes to the engine of every run,
+including the throughput-capacity run, so the load is a fraction of what that very
+build serves.
 """
 
 from __future__ import annotations
@@ -38,13 +44,19 @@ from statistics import median
 
 import numpy as np
 
+from ..params import ConfigError
 from ..queue_order import QueuedRequest, QueueOrderConfig, ShortestJobOrder
 from .capacity import default_slo
+from .closed_loop import parse_engine_opts
 from .metrics import RequestRecord
-from .runner import MAXU, PolicySpec, RunResult, run_policy
+from .runner import MAXU, PolicySpec, RunResult, held_within, run_policy
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
+# the simulated engine's (and TensorRT-LLM's) default max_num_tokens
+DEFAULT_MAX_NUM_TOKENS = 8192
+# the engine's default KV block; max_num_tokens must hold at least one
+TOKENS_PER_BLOCK = 64
 CAPACITY_DEFS = ("slo", "throughput")
 # Arrival rate of the saturation run: far above what either profile serves (13B: ~1.4
 # req/s, 7B: ~5.3 req/s), so the gate never empties while the rate is measured.
@@ -94,6 +106,18 @@ class TrueLengthJobOrder(ShortestJobOrder):
         return (r.prompt_len + min(out, r.max_new_tokens), item.seq)
 
 
+def engine_kw(args) -> dict:
+    """The simulated engine's build for every run of an experiment: the server's own
+    parameter (`max_num_tokens` of config.pbtxt), checked by the same spec and the same
+    rule as the server's build (engines.simulated.from_parameters)."""
+    kw = parse_engine_opts([f"max_num_tokens={args.max_num_tokens}"])
+    if kw["max_num_tokens"] < TOKENS_PER_BLOCK:
+        raise ConfigError(
+            "max_num_tokens", kw["max_num_tokens"], f"int >= tokens_per_block ({TOKENS_PER_BLOCK})"
+        )
+    return kw
+
+
 def _run_full(wl: Workload, args, queue_policy: str) -> RunResult:
     spec = PolicySpec(args.policy, args.policy, MAXU)
     config = QueueOrderConfig(policy=queue_policy, aging_s=args.aging_s)
@@ -101,7 +125,15 @@ def _run_full(wl: Workload, args, queue_policy: str) -> RunResult:
     order = None
     if queue_policy == "sjf" and getattr(args, "sjf_lengths", "predicted") == "true":
         order = TrueLengthJobOrder()
-    return run_policy(wl, args.profile, spec, slo=slo, queue_order=config, order=order)
+    return run_policy(
+        wl,
+        args.profile,
+        spec,
+        slo=slo,
+        queue_order=config,
+        order=order,
+        engine_kw=engine_kw(args),
+    )
 
 
 def _run(wl: Workload, args, queue_policy: str) -> dict:
@@ -131,6 +163,12 @@ def capacity(args, seed: int) -> float:
         return args.capacity
     if args.capacity_def == "throughput":
         return throughput_capacity(args, seed)
+    if args.max_num_tokens != DEFAULT_MAX_NUM_TOKENS:
+        # the tabled SLO capacities were measured with the default build
+        raise SystemExit(
+            f"--max-num-tokens {args.max_num_tokens}: no measured SLO capacity for that "
+            "build; use --capacity-def throughput or give --capacity"
+        )
     measured = CAPACITY_BY_SEED.get(args.profile, {})
     if seed not in measured:
         raise SystemExit(f"no measured capacity for {args.profile} seed {seed}: give --capacity")
@@ -163,6 +201,28 @@ def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> d
     }
 
 
+def tail_gate_causes(run: RunResult, tenant: str, q: float = 99.0) -> dict[str, float]:
+    """What held `tenant`'s slowest requests (TTFT at or above its `q`th percentile) in
+    the gate: their mean gate part and the seconds of it during which the gate was
+    held by the in-flight limit and by prefill pacing (mean per request). A pass ends
+    only when the gate is empty or held, so the two add up to the gate part."""
+    served = [
+        r
+        for r in run.records
+        if r.tenant == tenant and r.first_token is not None and r.admitted is not None
+    ]
+    if not served:
+        return {"gate": 0.0, "limit": 0.0, "pacing": 0.0}
+    cut = _pct([r.first_token - r.arrival for r in served], q)
+    tail = [r for r in served if r.first_token - r.arrival >= cut] or served
+    held = [held_within(run.held_changes, r.queued, r.admitted) for r in tail]
+    return {
+        "gate": float(np.mean([r.admitted - r.queued for r in tail])),
+        "limit": float(np.mean([h["limit"] for h in held])),
+        "pacing": float(np.mean([h["pacing"] for h in held])),
+    }
+
+
 def _pct(values: list[float], q: float) -> float:
     return float(np.percentile(values, q)) if values else 0.0
 
@@ -184,6 +244,7 @@ def fairness(args) -> dict:
         }
         alone, fcfs, fair = (runs[k].row for k in ("alone", "fcfs", "fair"))
         split = {k: ttft_split(r.records, "light") for k, r in runs.items()}
+        tail = tail_gate_causes(runs["fair"], "light")
         light_alone = alone["ttft_p99_s"]
         per_seed.append(
             {
@@ -202,6 +263,9 @@ def fairness(args) -> dict:
                 "heavy_ttft_p99_fcfs_s": fcfs["tenants"]["heavy"]["ttft_p99_s"],
                 "heavy_ttft_p99_fair_s": fair["tenants"]["heavy"]["ttft_p99_s"],
                 "throughput_fair_vs_fcfs": fair["output_tok_s"] / fcfs["output_tok_s"],
+                # what `fair` costs the decoding requests (prefill pacing protects TPOT)
+                "tpot_p99_fcfs_s": fcfs["tpot_p99_s"],
+                "tpot_p99_fair_s": fair["tpot_p99_s"],
                 # where the light tenant's TTFT goes: the P99 of each part on its own
                 **{
                     f"light_{part}_p99_{run}_s": _pct(split[run][part], 99)
@@ -212,6 +276,11 @@ def fairness(args) -> dict:
                 # part under `fair` bounds the light P99 from below whatever the gate
                 # does: as a multiple of alone, the best an admission order could reach
                 "engine_floor_vs_alone": _pct(split["fair"]["engine"], 99) / light_alone,
+                # the light requests at or above its P99 TTFT under `fair`: their gate
+                # part and what held the gate meanwhile (mean per request)
+                "light_tail_gate_fair_s": tail["gate"],
+                "light_tail_held_by_limit_fair_s": tail["limit"],
+                "light_tail_held_by_pacing_fair_s": tail["pacing"],
                 "gate_held_by_limit_frac_fair": fair["gate_held_by_limit_frac"],
                 "gate_held_by_pacing_frac_fair": fair["gate_held_by_pacing_frac"],
             }
@@ -220,6 +289,7 @@ def fairness(args) -> dict:
     keys = [k for k in per_seed[0] if k not in ("seed", "light_requests")]
     return {
         "experiment": "fairness",
+        "max_num_tokens": args.max_num_tokens,
         "load": args.load,
         "capacity_def": args.capacity_def,
         "per_seed": per_seed,
@@ -273,6 +343,7 @@ def sjf(args) -> dict:
     keys = [k for k in per_seed[0] if k != "seed"]
     return {
         "experiment": "sjf",
+        "max_num_tokens": args.max_num_tokens,
         "sjf_lengths": args.sjf_lengths,
         "load": args.load,
         "capacity_def": args.capacity_def,
@@ -296,6 +367,7 @@ def capacities(args) -> dict:
     keys = [k for k in per_seed[0] if k != "seed"]
     return {
         "experiment": "capacity",
+        "max_num_tokens": args.max_num_tokens,
         "overload_rps": OVERLOAD_RPS,
         "per_seed": per_seed,
         "summary": {k: _stat([r[k] for r in per_seed]) for k in keys},
@@ -331,10 +403,23 @@ def main(argv: list[str] | None = None) -> int:
     )
     p.add_argument("--policy", default="adaptive", help="controller (batch_policy)")
     p.add_argument("--profile", default=PROFILE, help=f"simulator profile (default {PROFILE})")
+    p.add_argument(
+        "--max-num-tokens",
+        type=int,
+        default=DEFAULT_MAX_NUM_TOKENS,
+        metavar="N",
+        help="the simulated engine's max_num_tokens (most prompt + decode tokens in one "
+        "iteration; longer prompts are prefilled in chunks), for every run including the "
+        f"capacity run (default {DEFAULT_MAX_NUM_TOKENS}, the engine's)",
+    )
     p.add_argument("--aging-s", type=float, default=10.0, help="queue aging bound, seconds")
     p.add_argument("--json", metavar="PATH", help="write the result as JSON")
     args = p.parse_args(argv)
     args.seed_list = _seeds(args.seeds)
+    try:
+        engine_kw(args)
+    except ConfigError as exc:
+        p.error(f"--max-num-tokens: {exc}")
     args.requests = args.requests or 1000
     if args.experiment == "capacity":
         result = capacities(args)

@@ -100,6 +100,23 @@ class RunResult:
     row: dict
     timeline: Timeline
     records: list[RequestRecord]
+    # what held the gate back from each pass on (core.admission_block: "limit",
+    # "pacing", or None when nothing waited or nothing held), as (time, cause) at each
+    # change: a request's gate wait [queued, admitted] splits by cause (held_within)
+    held_changes: list[tuple[float, str | None]] = field(default_factory=list)
+
+
+def held_within(
+    changes: Sequence[tuple[float, str | None]], start: float, end: float
+) -> dict[str, float]:
+    """Seconds of [start, end] during which the gate was held by each cause."""
+    out = {"limit": 0.0, "pacing": 0.0}
+    for k, (t, cause) in enumerate(changes):
+        t_next = changes[k + 1][0] if k + 1 < len(changes) else end
+        lo, hi = max(t, start), min(t_next, end)
+        if cause is not None and hi > lo:
+            out[cause] += hi - lo
+    return out
 
 
 def make_engine(profile: str, *, capacity_policy: str, max_batch_size: int, engine_kw: dict):
@@ -249,6 +266,7 @@ def run_policy(
     # (core.admission_block): no order can admit a request while either holds
     held_s = {"limit": 0.0, "pacing": 0.0}
     held_by: str | None = None
+    held_changes: list[tuple[float, str | None]] = []
     last_stats: IterationStats | None = None
     watch = SloMissWatch(records, slo, len(admissible)) if stop_at_slo_miss else None
     # Did the controller's limit ever hold a request back (the gate still held one
@@ -277,6 +295,8 @@ def run_policy(
                 stats.timestamp, controller.limit, stats.num_active_requests, stats.kv_occupancy
             )
         held_by = core.admission_block() if len(gate) else None
+        if (held_changes[-1][1] if held_changes else None) != held_by:
+            held_changes.append((engine.now(), held_by))
         return watch is not None and watch.missed(engine.now())
 
     try:
@@ -331,7 +351,7 @@ def run_policy(
             "sim_wall_s": round(time.monotonic() - wall0, 3),
         }
     )
-    return RunResult(row=row, timeline=timeline, records=records)
+    return RunResult(row=row, timeline=timeline, records=records, held_changes=held_changes)
 
 
 class _NullController:

@@ -54,6 +54,7 @@ class VirtualStandinEngine:
         self.adapter = adapter
         self.loop = loop  # the stand-in's SimEngine (virtual clock)
         self.max_batch_size = adapter.max_batch_size
+        self.max_num_tokens = getattr(adapter, "max_num_tokens", None)
         self._model_dir = model_dir
         self._submitted = 0
         self._events_seen = 0
@@ -194,6 +195,7 @@ def make_standin_engine(
             max_batch_size=max_batch_size,
             kv_capacity=tx.initial_capacity(p),
             clock=loop.now,
+            max_num_tokens=p["max_num_tokens"] or None,
         )
     elif engine == "trtllm_llmapi":
         from . import trtllm_llmapi as tl
@@ -210,6 +212,7 @@ def make_standin_engine(
             kv_capacity=tl.initial_capacity(p),
             stats_period_s=p["stats_check_period_ms"] / 1000.0,
             clock=loop.now,
+            max_num_tokens=p["max_num_tokens"] or None,
         )
     else:
         raise ConfigError("engine", engine, "trtllm_executor or trtllm_llmapi")

@@ -90,10 +90,15 @@ class TrtllmExecutorEngine:
         stream_tokens: bool = True,
         max_beam_width: int = 1,
         clock: Callable[[], float] | None = None,
+        max_num_tokens: int | None = None,
     ) -> None:
         self._ex = executor
         self._tle = tle
         self.max_batch_size = max_batch_size
+        # the most tokens of one iteration when config.pbtxt sets it (None: the engine
+        # build's own, which the executor does not tell): the serving core passes no
+        # more prompt tokens per iteration than that (core._prefill_allowance)
+        self.max_num_tokens = max_num_tokens
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._max_beam_width = max_beam_width
@@ -235,4 +240,5 @@ def from_parameters(
         kv_capacity=initial_capacity(p),
         stream_tokens=p["trtllm_stream_tokens"],
         max_beam_width=p["max_beam_width"],
+        max_num_tokens=p["max_num_tokens"] or None,
     )

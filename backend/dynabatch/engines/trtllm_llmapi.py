@@ -123,10 +123,15 @@ class TrtllmLlmApiEngine:
         stream_tokens: bool = True,
         stats_period_s: float = 0.02,
         clock: Callable[[], float] | None = None,
+        max_num_tokens: int | None = None,
     ) -> None:
         self._llm = llm
         self._sampling_cls = sampling_cls
         self.max_batch_size = max_batch_size
+        # the most tokens of one iteration when config.pbtxt sets it (None: the engine
+        # build's own, which the executor does not tell): the serving core passes no
+        # more prompt tokens per iteration than that (core._prefill_allowance)
+        self.max_num_tokens = max_num_tokens
         self.kv_capacity = kv_capacity
         self._stream_tokens = stream_tokens
         self._stats_period = stats_period_s
@@ -343,4 +348,5 @@ def from_parameters(
         kv_capacity=initial_capacity(p),
         stream_tokens=p["trtllm_stream_tokens"],
         stats_period_s=p["stats_check_period_ms"] / 1000.0,
+        max_num_tokens=p["max_num_tokens"] or None,
     )
