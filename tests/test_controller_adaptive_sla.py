@@ -72,7 +72,7 @@ def test_sla_bound_nudges_part_way_to_the_solution(start, lo, hi):
     # a bound just outside the hold band (prediction 0.87 or 1.05 x target) moves half
     # way to the solution per stabilisation window, not one request: after ~1.2 windows
     # a one-request nudge would sit at 78-79 (or 93-94)
-    ctl.b_sla = start
+    ctl.sla.b_sla = start
     steady(ctl, now + 2.5, start_s=now)
     assert lo <= ctl.b_sla <= hi
 
