@@ -6,9 +6,9 @@ from statistics import NormalDist
 
 import pytest
 from dynabatch.controller import make_controller
-from dynabatch.controller.adaptive import LengthModel, slots_that_fit
 from dynabatch.controller.common import SampleWindow, Stabilizer
 from dynabatch.controller.latency_fit import StepLatencyFit
+from dynabatch.controller.length_model import LengthModel, slots_that_fit
 from dynabatch.engines.base import KvCapacity
 from dynabatch.types import ControlInput, FinishReason, RequestState
 from stats_builder import iteration_stats

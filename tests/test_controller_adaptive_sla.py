@@ -72,7 +72,7 @@ def test_sla_bound_nudges_part_way_to_the_solution(start, lo, hi):
     # a bound just outside the hold band (prediction 0.87 or 1.05 x target) moves half
     # way to the solution per stabilisation window, not one request: after ~1.2 windows
     # a one-request nudge would sit at 78-79 (or 93-94)
-    ctl.b_sla = start
+    ctl.sla.b_sla = start
     steady(ctl, now + 2.5, start_s=now)
     assert lo <= ctl.b_sla <= hi
 
@@ -148,6 +148,24 @@ def test_burst_allowance_spends_what_a_lifetime_left_under_target():
     steady(ctl, 150.0)
     assert 80 <= ctl.b_sla <= 90
     assert ctl.decision.bounds["sla"] >= ctl.b_sla + 35
+
+
+@pytest.mark.parametrize("output_len,spare", [(400, True), (8, False)])
+def test_the_lifetime_average_spans_the_mean_output_length(output_len, spare):
+    # Steps at ~50 ms, then 40 steps at batch 120 (130 ms, over the 95 ms aim). The
+    # allowance is what a request's *lifetime* average leaves under target: when requests
+    # run 400 steps, 40 slow ones move that average only a few percent of the way and
+    # the allowance stays; when they run 8 steps, the average has caught up and it is gone.
+    ctl = adaptive(stabilization_s=2.0)
+    t = steady(ctl, 150.0)
+    for i in range(10):
+        ctl.on_request_finish(finished(i, output_len, t - 1.0, t))
+    for k in range(40):
+        t += 0.05
+        n = 120 + k % 3
+        ctl.update(ControlInput(stats(t, latency=10.0 + n, gen=n), 0, 0.0, {}))
+    allowance = ctl.decision.bounds["sla"] - ctl.b_sla
+    assert (allowance >= 35) if spare else (allowance <= 1)
 
 
 def test_no_burst_allowance_once_a_lifetime_averages_the_target():

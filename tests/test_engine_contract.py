@@ -284,7 +284,7 @@ def test_adaptive_latency_bound_works_without_ctx_tokens():
         s = iteration_stats(t=i * 0.05, total=100_000, gen=n, latency=10.0 + 2.0 * n)
         assert s.num_ctx_tokens == 0
         ctl.update(ControlInput(s, 0, 0.0, {}))
-    a, b, c = ctl.fit.solve()
+    a, b, c = ctl.sla.fit.solve()
     assert a == pytest.approx(10.0, abs=0.01) and b == pytest.approx(2.0, abs=0.001)
     assert ctl.b_sla == pytest.approx((0.95 * 100 - 10.0) / 2.0, rel=0.05)
 

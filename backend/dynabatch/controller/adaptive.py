@@ -1,5 +1,7 @@
 """`adaptive` (default): memory bound from a learned final-footprint model, SLA bound
 from an online step-latency fit, eviction as a hard signal, HPA-style stabilisation.
+This module composes them: the slot model is length_model.py, the forecast
+kv_forecast.py, the SLA side (with the burst allowance and prefill pacing) sla_bound.py.
 
 The equations are in docs/CONTROLLER.md. Every update is O(1) (the running map is read
 only during the cold start): requests feed the length model and the TPOT percentile
@@ -9,7 +11,6 @@ once, when they finish.
 from __future__ import annotations
 
 import math
-from collections import deque
 from collections.abc import Mapping
 from statistics import NormalDist
 from typing import Any
@@ -18,41 +19,13 @@ import numpy as np
 
 from ..types import ControlInput, FinishReason, RequestState
 from .base import UNPACED, LimitDecision
-from .common import Ewma, SampleWindow, Stabilizer, batch_sample, clamp, tpot_sample_ms
+from .common import Stabilizer, clamp
 from .kv_capacity import CAPACITY_UNKNOWN, CapacityTracker
 from .kv_forecast import SurvivalTable
-from .latency_fit import StepLatencyFit
+from .length_model import LengthModel, slots_that_fit
 from .registry import Bounds, params_of
+from .sla_bound import SlaBound
 
-# The SLO is on each request's TPOT (its mean step latency). The controller fits the step
-# latency t = a + b n + c x (x: prefill tokens) over recent iterations, and learns from
-# finished requests how far their TPOT percentile sits above the mean step latency of
-# their time (short requests, prefill-heavy stretches): k = P_q(TPOT_i / t_loc), t_loc
-# the *local* mean step latency at the finish. The bound caps the latency at the busiest
-# moments; a long-run mean also averages in lighter stretches (and lags a ramp by about a
-# minute), which inflated k and held the batch well below what the SLO allows.
-_RATIO_WINDOW = 1024  # finished requests whose ratio r_i the percentile is taken over
-_RATIO_MIN_FIT = 256  # iterations in the latency fit before ratios are recorded
-# ratios needed before k is estimated: the first requests to finish are the short ones,
-# whose TPOT carries the most prefill; 32 of them read k 1.46 where a run settles at 1.24
-# (llama-3-8b-h100, 30 ms), and the SLA bound cut the batch while the queue grew
-_RATIO_MIN = 128
-# ... and at least this many batches' worth of them (finishes / running = elapsed time /
-# mean lifetime, by Little's law): until the sample spans a few lifetimes, the long
-# requests of the cold start are still running and the short ones over-fill it. On
-# llama-2-70b-tp4-h100 (batch ~220) 128 finishes read k 1.94 where the run settles at
-# 1.46, and the bound fell from 215 to 125 while the queue built (docs/CONTROLLER.md §2)
-_RATIO_LIFETIMES = 4
-_STEP_EWMA = 1.0 / 8  # weight of the recent step latency / batch (slope-free fallback)
-_LATENCY_HALF_LIFE = 2048  # iterations: forgetting of the latency-vs-batch fit
-_RATIO_REF_HALF_LIFE = 64  # iterations: half-life of t_loc, the ratios' reference
-_SLA_MARGIN = 0.05  # SLA band: hold while the prediction is in [1 - 2m, 1] x target
-_SLA_JUMP = 0.15  # beyond this relative error the SLA bound jumps, within it nudges
-# the fit's line missing the local operating point by this part of the target means the
-# plant changed (_fit_describes_now); the fit is dropped and relearnt
-_FIT_DRIFT = _SLA_JUMP
-_SLA_NUDGE = 0.5  # a nudge goes this part of the way to the solution (>= 1)
-_SLA_START = 8  # SLA bound before any latency is seen (grows from there)
 _SCALE_MIN = 0.3  # the eviction back-off never drops the KV budget below this
 _WARMUP_FINISHED = 8  # finished requests before the length model is trusted
 _FORECAST_EVERY = 8  # updates between forecasts while the batch and queue head stand still
@@ -67,9 +40,6 @@ _SURVIVAL_EVERY = 16  # finished requests between rebuilds of the survival table
 # while a request held back past its TTFT is a sure SLO miss. Past the TTFT (overload)
 # the full margin is back (_margin_left).
 _RISK_TTFT_FRACTION = 0.5
-# Prefill pacing admits at least one request per iteration once the queue's oldest
-# request has waited this part of the TTFT SLO: pacing trades a little TTFT for TPOT.
-_PACE_TTFT_FRACTION = 0.25
 # The SLA bound steps aside for TTFT once the queue's oldest request has waited this part
 # of the TTFT SLO, the point where the memory forecast's margin is gone too
 # (_RISK_TTFT_FRACTION). At the whole TTFT (before) the head had already missed, and the
@@ -78,66 +48,6 @@ _PACE_TTFT_FRACTION = 0.25
 # at the same P99 TPOT (29 ms). docs/CONTROLLER.md §3.
 _TTFT_STEP_ASIDE_FRACTION = 0.5
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
-
-
-class LengthModel:
-    """Moments of one in-flight slot's KV footprint, learned from finished requests.
-
-    A slot holding requests back to back sees request (p, L) for L steps, its footprint
-    growing from p to p + L. At a random instant the slot holds a length-biased request
-    at a uniform age a in [0, L], so with X = p + a:
-        E[X]   = E[L p + L^2/2] / E[L]
-        E[X^2] = E[p^2 L + p L^2 + L^3/3] / E[L]
-    L is the final output (already capped by the request's max tokens).
-    """
-
-    def __init__(self, window: int) -> None:
-        self.window = window
-        self._items: deque[tuple[float, ...]] = deque()
-        self._sums = [0.0] * 7  # L, Lp, L^2, p^2 L, p L^2, L^3, p
-
-    def __len__(self) -> int:
-        return len(self._items)
-
-    def add(self, prompt_len: int, output_len: int) -> None:
-        p, n = float(prompt_len), float(max(output_len, 1))
-        item = (n, n * p, n * n, p * p * n, p * n * n, n * n * n, p)
-        sums = self._sums
-        if len(self._items) == self.window:
-            old = self._items.popleft()
-            for i in range(7):
-                sums[i] -= old[i]
-        self._items.append(item)
-        for i in range(7):
-            sums[i] += item[i]
-
-    def outputs(self) -> list[float]:
-        return [item[0] for item in self._items]
-
-    def mean_prompt_and_output(self) -> tuple[float, float]:
-        n = len(self._items)
-        return (self._sums[6] / n, self._sums[0] / n) if n else (0.0, 0.0)
-
-    def prefill_per_decode_step(self) -> float:
-        """Prompt tokens per output token, E[p]/E[L]: the prefill each request brings
-        per step it stays, so prefill per step grows in proportion to the batch."""
-        return self._sums[6] / self._sums[0] if self._items else 0.0
-
-    def slot_moments(self) -> tuple[float, float]:
-        """(mean, standard deviation) of one slot's footprint in tokens."""
-        s_l, s_lp, s_l2, s_p2l, s_pl2, s_l3, _ = self._sums
-        mean = (s_lp + s_l2 / 2) / s_l
-        second = (s_p2l + s_pl2 + s_l3 / 3) / s_l
-        return mean, math.sqrt(max(second - mean * mean, 0.0))
-
-
-def slots_that_fit(mean: float, std: float, z: float, budget: float) -> float:
-    """Largest N with N*mean + z*std*sqrt(N) <= budget (CLT over independent slots)."""
-    if budget <= 0 or mean <= 0:
-        return 0.0 if budget <= 0 else math.inf
-    b = z * std
-    root = (-b + math.sqrt(b * b + 4 * mean * budget)) / (2 * mean)
-    return root * root
 
 
 class AdaptiveController:
@@ -172,11 +82,9 @@ class AdaptiveController:
         self.z = NormalDist().inv_cdf(1.0 - kv_overflow_prob)
         self.z_forecast = NormalDist().inv_cdf(1.0 - forecast_overflow_prob)
         self.lengths = LengthModel(length_window)
-        self.d_sla = tpot_sla_ms
         self.ttft_s = ttft_sla_s
         self.ttft_pressure = False
         self.stabilization_s = stabilization_s
-        self._last_nudge = -math.inf
         self.backoff = pause_backoff
         self.recovery_per_s = 1.0 / pause_recovery_s if pause_recovery_s > 0 else math.inf
         self.stabilizer = Stabilizer(lower, limit_tolerance, stabilization_s)
@@ -188,27 +96,19 @@ class AdaptiveController:
         self.scale = 1.0
         self.forecast_scale = 1.0  # the same AIMD on the forecast's budget, never above 1
         self._last_time: float | None = None
-        # SLA state: k = P_q of r_i = TPOT_i / (long-run mean step latency), from a
-        # log-normal fit of r_i (smooth, where an order statistic of a window jumps)
-        self._log_ratios = SampleWindow(_RATIO_WINDOW)
-        self._ratios_seen = 0  # ratios recorded since the start (the window keeps 1024)
-        self._spread_known = False
-        self.z_q = NormalDist().inv_cdf(min(tpot_percentile, 99.99) / 100.0)
-        self.spread = 1.0
-        self._step_ms = Ewma(_STEP_EWMA)  # recent mean step latency (slope-free fallback)
-        # mean step latency over a typical request's life (half-life = mean output
-        # length in steps): what a request finishing now averaged (burst allowance)
-        self._life_ms = Ewma(_life_weight(0.0))
-        self._slope: float | None = None  # ms per request of the last solved fit
-        self._batch = Ewma(_STEP_EWMA)
-        # the local operating point (t_loc, n_loc, x_loc): t_loc is r_i's reference, and
-        # the three together check that the latency fit still describes the present
-        local = 1.0 - 0.5 ** (1.0 / _RATIO_REF_HALF_LIFE)
-        self._ref_ms, self._ref_batch, self._ref_ctx = Ewma(local), Ewma(local), Ewma(local)
-        self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
+        # SLA side (sla_bound.py): the TPOT spread, the step-latency fit, the burst
+        # allowance and the prefill budget
+        self.sla = SlaBound(
+            lower=lower,
+            upper=upper,
+            tpot_sla_ms=tpot_sla_ms,
+            tpot_percentile=tpot_percentile,
+            stabilization_s=stabilization_s,
+            ttft_sla_s=ttft_sla_s,
+            lengths=self.lengths,
+        )
         # bounds of the last update
         self.b_memory = float(lower)  # nothing admitted before the first sample
-        self.b_sla = float(min(upper, max(lower, _SLA_START)))
         self.raw = lower
         self._reason = CAPACITY_UNKNOWN  # until a stats sample carries the KV pool
         # memory, per admission: forecast of the cache's peak (kv_forecast.py), used once
@@ -223,36 +123,17 @@ class AdaptiveController:
         # pacing), from the step-latency fit (a, b, c) of the last generation step
         self.pacing = prefill_pacing
         self.prefill_tokens_per_step = UNPACED
-        self._abc: tuple[float, float, float] | None = None
 
     # ---- feedback -------------------------------------------------------------
     def on_request_finish(self, state: RequestState) -> None:
         if state.finish_reason not in _USABLE or state.generated < 1:
             return
         self.lengths.add(state.prompt_len, state.generated)
-        # the lifetime average's half-life follows the mean output (only changes here)
-        self._life_ms.weight = _life_weight(self.lengths.mean_prompt_and_output()[1])
         self._survival_age += 1
         if self._survival_age >= _SURVIVAL_EVERY or len(self.lengths) <= 64:
             self._survival_age = 0
             self.survival.rebuild(self.lengths.outputs())
-        # r_i is taken against the local mean step latency, once the fit has some history
-        step_ms = self._ref_ms.value if self.fit.weight >= _RATIO_MIN_FIT else 0.0
-        if (
-            state.generated > 1
-            and state.first_token_time is not None
-            and state.finish_time is not None
-            and step_ms
-        ):
-            tpot_ms = (state.finish_time - state.first_token_time) * 1e3 / (state.generated - 1)
-            logs = self._log_ratios
-            logs.add(math.log(max(tpot_ms / step_ms, 1e-3)))
-            self._ratios_seen += 1
-            if not self._spread_known:  # once known, k follows the window from then on
-                need = max(_RATIO_MIN, _RATIO_LIFETIMES * self._batch.value)
-                self._spread_known = self._ratios_seen >= need
-            if self._spread_known:
-                self.spread = max(0.5, math.exp(logs.mean + self.z_q * logs.std))
+        self.sla.on_finish(state)
 
     def update(self, sample: ControlInput) -> int:
         stats = sample.stats
@@ -273,9 +154,7 @@ class AdaptiveController:
             self.scale = max(_SCALE_MIN, self.scale * self.backoff)
             self.forecast_scale = max(_SCALE_MIN, self.forecast_scale * self.backoff)
         self.b_memory = self._memory_bound(sample)
-        # never below the floor (a solution or a nudge under it means the floor): the
-        # bound is exported, and a negative one read as nonsense on /metrics
-        self.b_sla = max(float(self.lower), self._sla_bound(stats, now))
+        b_sla = self.sla.update(stats, now)
         # TTFT in view: once the queue's oldest request has waited half the TTFT target,
         # the requests behind it are about to miss their SLO; cutting the batch for TPOT
         # would only lengthen the queue, so the SLA bound steps aside until the queue
@@ -287,7 +166,7 @@ class AdaptiveController:
             bool(self.ttft_s) and sample.oldest_wait_s > _TTFT_STEP_ASIDE_FRACTION * self.ttft_s
         )
         if self.pacing:
-            self.prefill_tokens_per_step = self._prefill_budget(sample)
+            self.prefill_tokens_per_step = self.sla.prefill_budget(sample)
         warm = len(self.lengths) >= _WARMUP_FINISHED
         if sample.waiting_head:
             self._head_seen = True
@@ -297,11 +176,11 @@ class AdaptiveController:
             # fit test, not a target); the stabiliser only smooths the SLA bound.
             self.b_forecast = self._forecast_bound(sample, paused)
             self.b_memory = self.b_forecast
-            sla = math.inf if self.ttft_pressure else self.b_sla + self._burst_allowance()
+            sla = math.inf if self.ttft_pressure else self.sla.enforced()
             self.raw = clamp(sla, self.lower, self.upper)
         else:
             memory = self.b_memory
-            sla = memory if self.ttft_pressure else self.b_sla + self._burst_allowance()
+            sla = memory if self.ttft_pressure else self.sla.enforced()
             self.raw = clamp(min(memory, sla), self.lower, self.upper)
         if paused and not forecast or not warm:
             self.stabilizer.force(min(self.raw, self.stabilizer.limit) if paused else self.raw)
@@ -321,7 +200,7 @@ class AdaptiveController:
         self._limit = (
             clamp(min(self.b_forecast, held), self.lower, self.upper) if forecast else held
         )
-        if self.b_memory <= self.b_sla:
+        if self.b_memory <= b_sla:
             self._reason = "memory"
         else:
             self._reason = "ttft" if self.ttft_pressure else "sla"
@@ -367,16 +246,6 @@ class AdaptiveController:
             fits += math.floor(left / (p_mean + l_mean + half))
         return n + fits
 
-    def _burst_allowance(self) -> float:
-        """Requests admitted above the SLA bound while the step latency averaged over a
-        request's life is under target: a request's TPOT is its steps' mean, so a burst
-        may spend what the last lifetime left unused."""
-        life, slope = self._life_ms.value, self._slope
-        if life is None or slope is None or self.b_sla == math.inf:
-            return 0.0
-        target = (1.0 - _SLA_MARGIN) * self.d_sla / self.spread
-        return max(0.0, target - life) / slope
-
     def _margin_left(self, oldest_wait_s: float) -> float:
         """1 with an empty queue, down to 0 once the head waited _RISK_TTFT_FRACTION x TTFT,
         and 1 again once it waited past the TTFT: its SLO is lost whatever is admitted
@@ -384,33 +253,6 @@ class AdaptiveController:
         if not self.ttft_s or _RISK_TTFT_FRACTION <= 0 or oldest_wait_s > self.ttft_s:
             return 1.0
         return max(0.0, 1.0 - oldest_wait_s / (_RISK_TTFT_FRACTION * self.ttft_s))
-
-    def _prefill_budget(self, sample: ControlInput) -> float:
-        """Prompt tokens per iteration that keep an iteration's predicted latency within
-        the TPOT SLO: t = a + b n + c x <= D with n the running requests, so x <= (D - a -
-        b n) / c. A request's TPOT is the mean of the steps it decodes through; a step
-        that carries several prompts at once (a burst) is what pushes the TPOT of the
-        short requests beside it past D, and TensorRT-LLM cannot cap the tokens of an
-        iteration at run time, so the gate spreads the prompts over iterations instead.
-        Unpaced until the fit knows the prefill cost, and when decode alone misses D.
-        TTFT in view: once the queue's oldest request has waited _PACE_TTFT_FRACTION of
-        the TTFT SLO, the allowance is at least the queue head's prompt, so at least one
-        request goes per iteration (lifting pacing there instead let the backlog of a
-        burst in at once, a worse step than no pacing at all)."""
-        abc = self._abc
-        if abc is None or abc[2] <= 1e-9:
-            return UNPACED
-        a, b, c = abc
-        headroom_ms = self.d_sla - a - b * len(sample.running)
-        if headroom_ms <= 0:
-            # decode alone already misses the SLO at this batch: no pace would meet it,
-            # and pacing then would only hold the queue back (the SLA bound's business)
-            return UNPACED
-        allowance = 1000.0 * headroom_ms / c
-        if self.ttft_s and sample.oldest_wait_s > _PACE_TTFT_FRACTION * self.ttft_s:
-            head = sample.waiting_head
-            allowance = max(allowance, float(head[0][0]) if head else UNPACED)
-        return allowance
 
     # ---- memory ---------------------------------------------------------------
     def _memory_bound(self, sample: ControlInput) -> float:
@@ -426,103 +268,20 @@ class AdaptiveController:
         need = sum(s.prompt_len + s.max_new_tokens for s in running.values()) / len(running)
         return budget / need
 
-    # ---- SLA ------------------------------------------------------------------
-    def _sla_bound(self, stats, now: float) -> float:
-        tpot = tpot_sample_ms(stats)
-        if tpot is None:
-            return self.b_sla
-        n = batch_sample(stats)
-        x = stats.num_ctx_tokens / 1000.0
-        self._step_ms.add(tpot)
-        self._life_ms.add(tpot)
-        self._ref_ms.add(tpot)
-        self._batch.add(n)
-        self._ref_batch.add(n)
-        self._ref_ctx.add(x)
-        fit = self.fit
-        fit.add(n, x, tpot)
-        # Hold the requests' percentile under the SLA: aim the mean step latency lower by k.
-        target = self.d_sla / self.spread
-        abc = fit.solve()
-        self._slope = None
-        if abc is not None and not self._fit_describes_now(abc, target):
-            # the plant changed under a held batch: the fit forgets it and learns the
-            # new one from here (the slope-free step below moves the batch meanwhile)
-            fit = self.fit = StepLatencyFit(_LATENCY_HALF_LIFE)
-            fit.add(n, x, tpot)
-            self._ref_ms.value, self._ref_batch.value, self._ref_ctx.value = tpot, n, x
-            abc = None
-        self._abc = abc
-        n_bar, x_bar, t_bar = fit.means()
-        if abc is not None:
-            a, b, c = abc
-            # In steady state each request brings its prompt once per L steps, so the
-            # prefill per step is n * E[p]/E[L]: t(n) = a + (b + c E[p]/E[L] / 1000) n.
-            ratio = self.lengths.prefill_per_decode_step() if len(self.lengths) else 0.0
-            slope = b + max(c, 0.0) * ratio / 1000.0
-            self._slope = slope if slope > 1e-6 else None
-            if slope <= 1e-6:  # latency does not grow with the batch: no SLA bound
-                return math.inf
-            if a >= target:
-                # No batch size meets the target (a too-tight SLA): shrinking the batch
-                # would cost throughput and still miss.
-                return math.inf
-            # Predict the mean step latency at the held bound from the measured operating
-            # point along the fitted slope (anchoring cancels bias in the intercept).
-            # Inside the band [(1 - 2m), 1] x target: hold. A little outside: nudge half
-            # way to the solution (at least one request) once per stabilisation window
-            # (TPOT is flat in n, so a solved n is noisy; one request per window took a
-            # whole 400-request probe to recover from a cut). Far outside: jump to the
-            # solution, just inside the band.
-            held = self.b_sla
-            if held != math.inf:
-                err = (t_bar + slope * (held - n_bar)) / target
-                low = 1 - 2 * _SLA_MARGIN
-                if low <= err <= 1:
-                    return held
-            aim = 1 - _SLA_MARGIN
-            solved = n_bar + (aim * target - t_bar) / slope
-            if held != math.inf and 1 - _SLA_JUMP <= err <= 1 + _SLA_JUMP:
-                if now - self._last_nudge < self.stabilization_s:
-                    return held
-                self._last_nudge = now
-                step = max(1.0, abs(solved - held) * _SLA_NUDGE)
-                return held - step if err > 1 else held + step
-            return solved
-        # The slope is unknown: the batch sat still (pinned by a bound) through all the
-        # fit remembers, or since the plant changed (_fit_describes_now). Assume t is
-        # proportional to n: that over-states the slope (the intercept is >= 0), so
-        # steps are cautious up and quick down, and iterated they converge to t(n) =
-        # target (and unpin the batch).
-        t_now, n_now = self._step_ms.value, self._batch.value
-        if not t_now or n_now is None:
-            return self.b_sla
-        if t_now > target:
-            if n_now <= self.lower + 1:
-                return math.inf  # the smallest batches miss too: not a batching problem
-            return n_now * target / t_now
-        if t_now < (1 - 2 * _SLA_MARGIN) * target:
-            return max(n_now * target / t_now, n + 1)  # at least one more than now
-        return self.b_sla
-
-    def _fit_describes_now(self, abc: tuple[float, float, float], target_ms: float) -> bool:
-        """Whether the fit's line passes within _FIT_DRIFT x target of the local
-        operating point (t_loc, n_loc, x_loc). The fit remembers ~2048 steps; when the
-        plant changes (a slower model, longer contexts) while the batch is held at one
-        size, the new steps all sit at one n, where a change of intercept and a change
-        of slope look the same, so the fit keeps most of the old slope and its line
-        misses the present. Solved from there the bound swung (through negative values)
-        and settled 7 % over target (t = 20 + 1.2 n, 50 ms: docs/CONTROLLER.md §2)."""
-        t_loc, n_loc, x_loc = self._ref_ms.value, self._ref_batch.value, self._ref_ctx.value
-        if t_loc is None or n_loc is None or x_loc is None:
-            return True
-        a, b, c = abc
-        return abs(a + b * n_loc + c * x_loc - t_loc) <= _FIT_DRIFT * target_ms
-
     # ---- reads ----------------------------------------------------------------
     @property
     def limit(self) -> int:
         return self._limit
+
+    @property
+    def b_sla(self) -> float:
+        """The SLA bound of the last update (never under the floor)."""
+        return self.sla.b_sla
+
+    @property
+    def spread(self) -> float:
+        """k: how far the requests' TPOT percentile sits above the local step latency."""
+        return self.sla.spread
 
     @property
     def decision(self) -> LimitDecision:
@@ -533,15 +292,10 @@ class AdaptiveController:
             {
                 "memory": _finite(self.b_memory, self.upper),
                 # what the SLA side enforces: the bound plus the burst allowance
-                "sla": _finite(self.b_sla + self._burst_allowance(), self.upper),
+                "sla": _finite(self.sla.enforced(), self.upper),
             },
             self._reason,
         )
-
-
-def _life_weight(mean_output: float) -> float:
-    """EWMA weight of a half-life of the mean output length in steps (at least 8)."""
-    return 1.0 - 0.5 ** (1.0 / max(8.0, mean_output))
 
 
 def _finite(value: float, cap: int) -> float:
