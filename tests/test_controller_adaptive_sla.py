@@ -77,51 +77,41 @@ def test_sla_bound_nudges_part_way_to_the_solution(start, lo, hi):
     assert lo <= ctl.b_sla <= hi
 
 
-def test_tpot_spread_waits_for_128_finished_requests():
+def run_steps(ctl, now, steps, batch):
+    """`steps` iterations of 20 ms at a batch of about `batch` (the fit's history)."""
+    for k in range(steps):
+        now += 0.02
+        ctl.update(ControlInput(stats(now, latency=20.0, gen=batch - 1 + k % 3), 0, 0.0, {}))
+    return now
+
+
+def finish_requests(ctl, now, ids, tpot_ratio):
+    """Requests of 10 tokens whose TPOT is `tpot_ratio` x the 20 ms step latency."""
+    for i in ids:
+        ctl.on_request_finish(finished(i, 10, now - 9 * tpot_ratio * 20.0 / 1000.0, now))
+
+
+@pytest.mark.parametrize("batch,needed", [(6, 128), (100, 400)])
+def test_tpot_spread_waits_for_128_finished_requests_or_four_batches(batch, needed):
     # The first requests to finish are the short ones, whose TPOT carries the most
-    # prefill: k is not read from fewer than 128 of them (32 overstated it by ~20 %).
-    ctl, now = adaptive(), 0.0
-    for k in range(400):  # the latency fit gathers history first
-        now += 0.02
-        ctl.update(ControlInput(stats(now, latency=20.0, gen=5 + k % 3), 0, 0.0, {}))
-
-    def finish(i):
-        first = now - 9 * 1.5 * 20.0 / 1000.0  # TPOT 1.5x the step latency
-        ctl.on_request_finish(finished(i, 10, first, now))
-
-    for i in range(127):
-        finish(i)
+    # prefill, while the cold start's long requests are still running: k is not read
+    # from fewer than 128 of them (32 overstated it by ~20 %), nor from fewer than four
+    # batches' worth (a sample spanning about four request lifetimes, Little's law).
+    ctl = adaptive()
+    now = run_steps(ctl, 0.0, 400, batch)  # the latency fit gathers history first
+    finish_requests(ctl, now, range(needed - 1), 1.5)
     assert ctl.spread == 1.0
-    finish(127)
+    finish_requests(ctl, now, [needed - 1], 1.5)
     assert 1.4 < ctl.spread < 1.6
 
 
-def test_tpot_spread_waits_for_four_batches_of_finished_requests():
-    # With 100 requests running, the first finishes are the short requests of the cold
-    # start (the long ones are still running): k waits until 4 x 100 have finished, a
-    # sample spanning about four request lifetimes (Little's law), not 128.
-    ctl, now = adaptive(), 0.0
-    for k in range(400):
-        now += 0.02
-        ctl.update(ControlInput(stats(now, latency=20.0, gen=99 + k % 3), 0, 0.0, {}))
-
-    def finish(i):
-        first = now - 9 * 1.5 * 20.0 / 1000.0  # TPOT 1.5x the step latency
-        ctl.on_request_finish(finished(i, 10, first, now))
-
-    for i in range(399):
-        finish(i)
-    assert ctl.spread == 1.0
-    finish(399)
-    assert 1.4 < ctl.spread < 1.6
-    # once known, k follows the window even if the batch grows past a quarter of the
-    # ratios seen so far (it is not frozen until 4 x 300 have finished)
-    for k in range(200):
-        now += 0.02
-        ctl.update(ControlInput(stats(now, latency=20.0, gen=299 + k % 3), 0, 0.0, {}))
-    for i in range(400, 900):
-        first = now - 9 * 2.5 * 20.0 / 1000.0  # TPOT now 2.5x the step latency
-        ctl.on_request_finish(finished(i, 10, first, now))
+def test_tpot_spread_follows_the_window_once_read_as_the_batch_grows():
+    # once read, k is not frozen until 4 x the new batch have finished
+    ctl = adaptive()
+    now = run_steps(ctl, 0.0, 400, 100)
+    finish_requests(ctl, now, range(400), 1.5)
+    now = run_steps(ctl, now, 200, 300)
+    finish_requests(ctl, now, range(400, 900), 2.5)
     assert ctl.spread > 2.0
 
 
