@@ -172,11 +172,6 @@ class AdaptiveController:
         return self.memory.b_memory
 
     @property
-    def b_forecast(self) -> float:
-        """The forecast's bound of the last forecast (inf before the first)."""
-        return self.memory.b_forecast
-
-    @property
     def scale(self) -> float:
         """The eviction scale on the slot model's KV budget (AIMD)."""
         return self.memory.scale
