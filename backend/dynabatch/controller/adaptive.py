@@ -26,10 +26,10 @@ from .sla_bound import SlaBound
 
 # The SLA bound steps aside for TTFT once the queue's oldest request has waited this part
 # of the TTFT SLO, the point where the memory forecast's margin is gone too
-# (memory_bound._RISK_TTFT_FRACTION). At the whole TTFT (before) the head had already missed, and the
-# queue behind it, held at the TPOT bound through a burst, missed with it: on
-# llama-3-8b-h100 at 0.5 s / 30 ms P99 TTFT read 0.58 s where no cap at all read 0.25 s
-# at the same P99 TPOT (29 ms). docs/CONTROLLER.md §3.
+# (memory_bound._RISK_TTFT_FRACTION). At the whole TTFT (before) the head had already
+# missed, and the queue behind it, held at the TPOT bound through a burst, missed with
+# it: on llama-3-8b-h100 at 0.5 s / 30 ms P99 TTFT read 0.58 s where no cap at all read
+# 0.25 s at the same P99 TPOT (29 ms). docs/CONTROLLER.md §3.
 _TTFT_STEP_ASIDE_FRACTION = 0.5
 _USABLE = (FinishReason.LENGTH, FinishReason.EOS, FinishReason.END_ID, FinishReason.STOPPED)
 
