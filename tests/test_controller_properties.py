@@ -161,6 +161,17 @@ def test_paper_sla_bound_rises_under_persistent_low_tpot(factor, alpha, delta):
     assert hist[-1] >= 200 - alpha - delta - 1  # driven to the top of its window
 
 
+def adaptive_on_a_slowing_plant(slope, base, switch, after):
+    """adaptive's limits on light steps (t = 5 + 0.05 n ms) for `switch` steps, then on
+    t = base + slope n for `after` more; 50 ms TPOT target, no TTFT target."""
+    return closed_loop(
+        "adaptive",
+        lambda n, i: 5.0 + 0.05 * n if i < switch else base + slope * n,
+        switch + after,
+        ttft_sla_s=0,
+    )
+
+
 @settings(max_examples=25, deadline=None)
 @given(slope=st.floats(0.5, 3.0), base=st.floats(10.0, 30.0))
 def test_adaptive_sla_bound_falls_under_persistent_high_tpot(slope, base):
@@ -168,12 +179,7 @@ def test_adaptive_sla_bound_falls_under_persistent_high_tpot(slope, base):
     # batch it holds every step now misses the 50 ms target, and the bound must come down
     # to where t(n) = base + slope n meets it, without ever going negative on the way.
     switch = 300
-    hist = closed_loop(
-        "adaptive",
-        lambda n, i: 5.0 + 0.05 * n if i < switch else base + slope * n,
-        switch + 600,
-        ttft_sla_s=0,
-    )
+    hist = adaptive_on_a_slowing_plant(slope, base, switch, 600)
     assert base + slope * hist[switch - 1] > 50.0  # the held batch is too slow now
     assert min(hist) >= 1
     assert base + slope * hist[-1] <= 50.0
@@ -184,12 +190,7 @@ def test_adaptive_sla_bound_settles_under_target_on_a_steep_plant():
     # (t = 53.6 ms, 7 % over the 50 ms target): with the batch held at 200 when the
     # model slowed down, the fit could not tell the new slope from a new intercept.
     slope, base, switch = 1.2, 20.0, 300
-    hist = closed_loop(
-        "adaptive",
-        lambda n, i: 5.0 + 0.05 * n if i < switch else base + slope * n,
-        switch + 600,
-        ttft_sla_s=0,
-    )
+    hist = adaptive_on_a_slowing_plant(slope, base, switch, 600)
     assert min(hist) >= 1
     assert 0.9 * 50.0 <= base + slope * hist[-1] <= 50.0  # in the hold band, not below it
 
@@ -202,12 +203,7 @@ def test_adaptive_relearns_the_latency_fit_when_the_plant_slows_under_a_held_bat
     # dozen steps (5, 12, 2 here); keeping it held the batch at 200 for 80-240 steps,
     # each 3-7x over the 50 ms target, then cut to the floor.
     switch = 300
-    hist = closed_loop(
-        "adaptive",
-        lambda n, i: 5.0 + 0.05 * n if i < switch else base + slope * n,
-        switch + 300,
-        ttft_sla_s=0,
-    )
+    hist = adaptive_on_a_slowing_plant(slope, base, switch, 300)
     steps_over_target = sum(base + slope * b > 50.0 for b in hist[switch:])
     assert steps_over_target <= 20
 
