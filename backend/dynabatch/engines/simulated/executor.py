@@ -18,7 +18,7 @@ from __future__ import annotations
 import threading
 import time
 from collections import deque
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from ...types import FinishReason, GenerationRequest, IterationStats, TokenEvent
 from ..base import EngineError, KvCapacity
@@ -335,14 +335,30 @@ class SimulatedExecutor:
                     del self._seqs[s.rid]
                     self._live.discard(s.rid)
         self._iter += 1
-        sched, bm = self.sched, self.blocks
-        stats = IterationStats(
+        sched = self.sched
+        stats = self._iteration_stats(
+            ctx,
+            gen,
+            pauses,
+            ctx_tokens,
             iter=self._iter,
             timestamp=0.0,
             iter_latency_ms=latency * 1e3,
             num_active_requests=sched.num_started + sched.num_paused,
             num_queued_requests=sched.num_waiting,
             num_completed_requests=len(finished),
+            num_new_pauses=pauses,
+            total_recomputed_tokens=self._recomputed,
+        )
+        return latency, events, stats
+
+    def _iteration_stats(
+        self, ctx: list, gen: list, pauses: int, ctx_tokens: int, **when: Any
+    ) -> IterationStats:
+        """The fields both views of an iteration share (the block pool as it stands and
+        the iteration's schedule); `when` the ones that differ at launch and at the end."""
+        bm = self.blocks
+        return IterationStats(
             max_num_active_requests=self.max_batch_size,
             max_num_blocks=bm.total_blocks,
             free_num_blocks=bm.free_blocks,
@@ -354,10 +370,8 @@ class SimulatedExecutor:
             num_paused_requests=pauses,  # TensorRT-LLM's meaning: paused in this iteration
             num_ctx_tokens=ctx_tokens,
             num_gen_tokens=len(gen),
-            num_new_pauses=pauses,
-            total_recomputed_tokens=self._recomputed,
+            **when,
         )
-        return latency, events, stats
 
     def _launch_stats(self, ctx: list, gen: list, pauses: int) -> IterationStats:
         """The iteration's stats as TensorRT-LLM records them at its launch
@@ -365,25 +379,18 @@ class SimulatedExecutor:
         queued = requests not yet fetched into the active list; the blocks of every
         context scheduled now are allocated already (the whole prompt at its first chunk,
         allocateKvCache.cpp); requests finishing in this iteration still hold theirs."""
-        sched, bm = self.sched, self.blocks
-        return IterationStats(
+        sched = self.sched
+        return self._iteration_stats(
+            ctx,
+            gen,
+            pauses,
+            sum(chunk for _, chunk in ctx),
             iter=self._iter + 1,
             timestamp=self.now(),
             iter_latency_ms=0.0,  # not known until the iteration ends
             num_active_requests=len(sched.active),
             num_queued_requests=len(sched.queue),
             num_completed_requests=0,
-            max_num_active_requests=self.max_batch_size,
-            max_num_blocks=bm.total_blocks,
-            free_num_blocks=bm.free_blocks,
-            used_num_blocks=bm.total_blocks - bm.free_blocks,
-            tokens_per_block=bm.tokens_per_block,
-            num_scheduled_requests=len(ctx) + len(gen),
-            num_context_requests=len(ctx),
-            num_gen_requests=len(gen),
-            num_paused_requests=pauses,
-            num_ctx_tokens=sum(chunk for _, chunk in ctx),
-            num_gen_tokens=len(gen),
         )
 
     def _publish(self, t: float, events: list[TokenEvent], stats: IterationStats) -> None:
