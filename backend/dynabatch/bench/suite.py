@@ -54,14 +54,14 @@ def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) ->
             "trtllm_default", "static", GNE, (("static_batch_size", ENGINE_MAX_BATCH),), static=True
         )
     ]
-    seqs = vllm_default_seqs(profile)
+    seqs, build = vllm_default_seqs(profile), dynamic_max_batch(profile)
     specs.append(
         PolicySpec(
             "vllm_default",
             "static",
             MAXU,
             (("static_batch_size", seqs),),
-            max_batch_size=max(seqs, ENGINE_MAX_BATCH),
+            max_batch_size=build,  # the largest build of the line-up is vLLM's
             static=True,
         )
     )
@@ -70,7 +70,6 @@ def policy_lineup(profile: str, static_limits: Sequence[int] = STATIC_LIMITS) ->
             specs.append(static_spec(lim, cap))
     # trtllm_tuner is TensorRT-LLM's own batch-size tuner: it runs under TensorRT-LLM's
     # default capacity policy. The others allocate on demand, as their systems do.
-    build = dynamic_max_batch(profile)
     specs.append(PolicySpec("trtllm_tuner", "trtllm_tuner", GNE, max_batch_size=build))
     for name in DYNAMIC:
         if name != "trtllm_tuner":
