@@ -173,8 +173,8 @@ def test_the_slowest_light_requests_gate_wait_splits_by_cause(tmp_path):
 
 
 def test_tail_gate_causes_reads_the_slowest_requests_only():
-    from dynabatch.bench.admission_experiments import tail_gate_causes
     from dynabatch.bench.runner import RunResult, Timeline
+    from dynabatch.bench.ttft_parts import tail_gate_causes
 
     def rec(arrival, queued, admitted, first, tenant="light"):
         return RequestRecord(

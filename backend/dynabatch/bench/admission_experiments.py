@@ -49,7 +49,8 @@ from ..queue_order import QueuedRequest, QueueOrderConfig, ShortestJobOrder
 from .capacity import default_slo
 from .closed_loop import parse_engine_opts
 from .metrics import RequestRecord
-from .runner import MAXU, PolicySpec, RunResult, held_within, run_policy
+from .runner import MAXU, PolicySpec, RunResult, run_policy
+from .ttft_parts import TTFT_PARTS, percentile, tail_gate_causes, ttft_split
 from .workload import Workload, load_trace, resample
 
 PROFILE = "llama-2-13b-a100-40gb"
@@ -175,58 +176,6 @@ def capacity(args, seed: int) -> float:
     return measured[seed]
 
 
-# The parts of a TTFT, in order (ttft_split)
-TTFT_PARTS = ("iteration", "gate", "engine")
-
-
-def ttft_split(records: Sequence[RequestRecord], tenant: str | None = None) -> dict[str, list]:
-    """Each served request's TTFT in three parts: `iteration` (arrival -> taken into the
-    gate: the engine iteration running when it arrived ends first), `gate` (held in the
-    gate: by the in-flight limit, by prefill pacing, or behind requests the order puts
-    first; the only part an admission order acts on) and `engine` (admission -> first
-    token: the engine's own queue and the prefill, in a batch with the running requests'
-    decode steps)."""
-    served = [
-        r
-        for r in records
-        if r.first_token is not None
-        and r.queued is not None
-        and r.admitted is not None
-        and (tenant is None or r.tenant == tenant)
-    ]
-    return {
-        "iteration": [r.queued - r.arrival for r in served],
-        "gate": [r.admitted - r.queued for r in served],
-        "engine": [r.first_token - r.admitted for r in served],
-    }
-
-
-def tail_gate_causes(run: RunResult, tenant: str, q: float = 99.0) -> dict[str, float]:
-    """What held `tenant`'s slowest requests (TTFT at or above its `q`th percentile) in
-    the gate: their mean gate part and the seconds of it during which the gate was
-    held by the in-flight limit and by prefill pacing (mean per request). A pass ends
-    only when the gate is empty or held, so the two add up to the gate part."""
-    served = [
-        r
-        for r in run.records
-        if r.tenant == tenant and r.first_token is not None and r.admitted is not None
-    ]
-    if not served:
-        return {"gate": 0.0, "limit": 0.0, "pacing": 0.0}
-    cut = _pct([r.first_token - r.arrival for r in served], q)
-    tail = [r for r in served if r.first_token - r.arrival >= cut] or served
-    held = [held_within(run.held_changes, r.queued, r.admitted) for r in tail]
-    return {
-        "gate": float(np.mean([r.admitted - r.queued for r in tail])),
-        "limit": float(np.mean([h["limit"] for h in held])),
-        "pacing": float(np.mean([h["pacing"] for h in held])),
-    }
-
-
-def _pct(values: list[float], q: float) -> float:
-    return float(np.percentile(values, q)) if values else 0.0
-
-
 def _stat(values: list[float]) -> dict:
     return {"median": median(values), "min": min(values), "max": max(values)}
 
@@ -268,14 +217,14 @@ def fairness(args) -> dict:
                 "tpot_p99_fair_s": fair["tpot_p99_s"],
                 # where the light tenant's TTFT goes: the P99 of each part on its own
                 **{
-                    f"light_{part}_p99_{run}_s": _pct(split[run][part], 99)
+                    f"light_{part}_p99_{run}_s": percentile(split[run][part], 99)
                     for part in TTFT_PARTS
                     for run in ("alone", "fcfs", "fair")
                 },
                 # TTFT >= its engine part request by request, so the P99 of the engine
                 # part under `fair` bounds the light P99 from below whatever the gate
                 # does: as a multiple of alone, the best an admission order could reach
-                "engine_floor_vs_alone": _pct(split["fair"]["engine"], 99) / light_alone,
+                "engine_floor_vs_alone": percentile(split["fair"]["engine"], 99) / light_alone,
                 # the light requests at or above its P99 TTFT under `fair`: their gate
                 # part and what held the gate meanwhile (mean per request)
                 "light_tail_gate_fair_s": tail["gate"],
